@@ -1,0 +1,1 @@
+"""Wicket command-line programs: wicket (daemon), wctl (admin), wsh (user)."""
