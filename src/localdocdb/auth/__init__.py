@@ -1,0 +1,1 @@
+"""localdocdb authentication (SCRAM, MONGODB-AWS, MONGODB-X509), users and roles."""

@@ -1,0 +1,1 @@
+"""localdocdb command handlers, one module per family; importing them fills the table."""

@@ -1,0 +1,1 @@
+"""localdocdb document engine: pure query, update, projection, sort, aggregation and storage."""
