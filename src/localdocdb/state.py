@@ -6,6 +6,7 @@ This module holds data only; the I/O lives in `server.py` and the behaviour in
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class ServerConfig:
     aws_api_port: int | None = None
     region: str = "us-east-1"
     account_id: str = "123456789012"
+    tags: tuple[tuple[str, str], ...] = ()
     max_message_size: int = 48_000_000
     max_bson_object_size: int = 16 * 1024 * 1024
     max_write_batch_size: int = 100_000
@@ -90,6 +92,7 @@ class Operation:
     command: dict[str, Any]
     ns: str
     started_at: float
+    task: asyncio.Task[Any] | None = field(default=None, repr=False)
     killed: bool = False
 
 

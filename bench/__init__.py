@@ -1,0 +1,1 @@
+"""Benchmarks for localdocdb and, later, the Wicket proxy (not part of the test run)."""

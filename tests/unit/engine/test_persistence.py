@@ -1,0 +1,142 @@
+"""Persistence: journal, snapshot compaction, torn tails, generations, file modes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from bson import ObjectId
+
+from localdocdb.engine.persistence import JOURNAL_FILE, SNAPSHOT_FILE, read_records
+from localdocdb.engine.storage import Catalog, IndexSpec
+
+
+def _populate(catalog: Catalog) -> ObjectId:
+    oid = ObjectId()
+    coll = catalog.get_or_create_collection("app", "users")
+    coll.create_index(IndexSpec("email_1", (("email", 1),), unique=True))
+    coll.insert({"_id": oid, "email": "a@x", "n": 1})
+    coll.insert({"_id": 2, "email": "b@x"})
+    coll.replace({"_id": 2}, {"_id": 2, "email": "c@x", "changed": True})
+    coll.delete({"_id": oid})
+    catalog.create_collection("app", "tmp")
+    catalog.drop_collection("app", "tmp")
+    catalog.get_or_create_collection("gone", "x").insert({"_id": 1})
+    catalog.drop_database("gone")
+    catalog.get_or_create_collection("app", "old").insert({"_id": "k"})
+    catalog.rename_collection("app", "old", "other", "new", drop_target=False)
+    coll.create_index(IndexSpec("n_1", (("n", 1),)))
+    coll.drop_index("n_1")
+    return oid
+
+
+def _state(catalog: Catalog) -> dict[str, object]:
+    return {
+        f"{c.full_name}": (list(c.documents()), [i.to_document() for i in c.indexes()])
+        for db in catalog.database_names()
+        for c in catalog.collections(db)
+    }
+
+
+def test_write_close_reopen(tmp_path: Path) -> None:
+    catalog = Catalog.open(tmp_path)
+    _populate(catalog)
+    before = _state(catalog)
+    uuid_before = catalog.collection("app", "users").info.uuid  # type: ignore[union-attr]
+    catalog.close()
+    reopened = Catalog.open(tmp_path)
+    assert _state(reopened) == before
+    assert reopened.collection("app", "users").info.uuid == uuid_before  # type: ignore[union-attr]
+    # the unique index still works after replay
+    users = reopened.collection("app", "users")
+    assert users is not None
+    try:
+        users.insert({"_id": 9, "email": "c@x"})
+    except Exception as exc:
+        assert getattr(exc, "code", None) == 11000
+    else:
+        raise AssertionError("unique index lost on reopen")
+    reopened.close()
+
+
+def test_unclosed_journal_survives_like_kill_9(tmp_path: Path) -> None:
+    catalog = Catalog.open(tmp_path)
+    catalog.get_or_create_collection("db", "c").insert({"_id": 1, "v": "kept"})
+    # no close(): records are flushed to the OS as they are written
+    reopened = Catalog.open(tmp_path)
+    coll = reopened.collection("db", "c")
+    assert coll is not None and coll.get_by_id(1) == {"_id": 1, "v": "kept"}
+    reopened.close()
+    catalog.close()
+
+
+def test_files_are_private_and_compacted(tmp_path: Path) -> None:
+    catalog = Catalog.open(tmp_path)
+    _populate(catalog)
+    catalog.close()
+    Catalog.open(tmp_path).close()
+    for name in (SNAPSHOT_FILE, JOURNAL_FILE):
+        mode = stat.S_IMODE(os.stat(tmp_path / name).st_mode)
+        assert mode == 0o600, (name, oct(mode))
+    journal, torn = read_records(tmp_path / JOURNAL_FILE)
+    assert not torn and len(journal) == 1  # only the header after compaction
+
+
+def test_torn_tail_is_ignored_with_a_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    catalog = Catalog.open(tmp_path)
+    coll = catalog.get_or_create_collection("db", "c")
+    coll.insert({"_id": 1})
+    coll.insert({"_id": 2, "pad": "x" * 100})
+    catalog.close()
+    journal = tmp_path / JOURNAL_FILE
+    data = journal.read_bytes()
+    journal.write_bytes(data[:-30])  # the last record is cut mid-write
+    with caplog.at_level(logging.WARNING):
+        reopened = Catalog.open(tmp_path)
+    assert "torn" in caplog.text
+    coll2 = reopened.collection("db", "c")
+    assert coll2 is not None and [d["_id"] for d in coll2.documents()] == [1]
+    reopened.close()
+    # the compaction removed the torn bytes: opening again is clean
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        Catalog.open(tmp_path).close()
+    assert "torn" not in caplog.text
+
+
+def test_garbage_tail_is_ignored(tmp_path: Path) -> None:
+    catalog = Catalog.open(tmp_path)
+    catalog.get_or_create_collection("db", "c").insert({"_id": 1})
+    catalog.close()
+    with open(tmp_path / JOURNAL_FILE, "ab") as out:
+        out.write(b"\xff\xff\xff\x7fgarbage")
+    reopened = Catalog.open(tmp_path)
+    assert reopened.collection("db", "c") is not None
+    reopened.close()
+
+
+def test_stale_journal_generation_not_replayed_twice(tmp_path: Path) -> None:
+    catalog = Catalog.open(tmp_path)
+    catalog.get_or_create_collection("db", "c").insert({"_id": 1})
+    catalog.close()
+    stale = (tmp_path / JOURNAL_FILE).read_bytes()
+    # A crash after the new snapshot was written but before the journal was reset leaves the
+    # previous generation's journal next to a snapshot that already holds its records.
+    Catalog.open(tmp_path).close()
+    (tmp_path / JOURNAL_FILE).write_bytes(stale)
+    reopened = Catalog.open(tmp_path)
+    coll = reopened.collection("db", "c")
+    assert coll is not None and len(coll) == 1
+    reopened.close()
+
+
+def test_in_memory_catalog_writes_nothing(tmp_path: Path) -> None:
+    catalog = Catalog.open(None)
+    catalog.get_or_create_collection("db", "c").insert({"_id": 1})
+    catalog.close()
+    assert list(tmp_path.iterdir()) == []
