@@ -1,4 +1,4 @@
-"""`localdocdb demo`: the guide's DocumentDB side on one machine, and a real IAM-authenticated query.
+"""`localdocdb demo`: the guide's DocumentDB side on one machine and a real IAM-authenticated query.
 
 It starts the local AWS (moto, provisioned with the guide's IAM setup), starts
 localdocdb in docdb mode with TLS, creates the `$external` user for the
@@ -43,7 +43,9 @@ class Playground:
     def iam_client(self, credentials: LocalAwsCredentials) -> MongoClient[dict[str, Any]]:
         """A MONGODB-AWS connection with the given (assumed-role) credentials."""
         # The dict form: pymongo's "KEY:value" string form mangles session tokens.
-        properties = {"AWS_SESSION_TOKEN": credentials.session_token} if credentials.session_token else None
+        properties = (
+            {"AWS_SESSION_TOKEN": credentials.session_token} if credentials.session_token else None
+        )
         options: dict[str, Any] = {
             "username": credentials.access_key_id,
             "password": credentials.secret_access_key,
@@ -107,12 +109,19 @@ def run_query(ground: Playground) -> list[str]:
         orders = client.test.orders
         orders.drop()
         orders.insert_many(
-            [{"item": item, "qty": qty, "region": region}
-             for item, qty, region in [("tea", 5, "eu"), ("coffee", 2, "us"), ("tea", 3, "us")]]
+            [
+                {"item": item, "qty": qty, "region": region}
+                for item, qty, region in [("tea", 5, "eu"), ("coffee", 2, "us"), ("tea", 3, "us")]
+            ]
         )
-        totals = list(orders.aggregate([{"$group": {"_id": "$item", "qty": {"$sum": "$qty"}}},
-                                        {"$sort": {"_id": 1}}]))
-        lines.append("test.orders totals by item: " + ", ".join(f"{t['_id']}={t['qty']}" for t in totals))
+        totals = list(
+            orders.aggregate(
+                [{"$group": {"_id": "$item", "qty": {"$sum": "$qty"}}}, {"$sort": {"_id": 1}}]
+            )
+        )
+        lines.append(
+            "test.orders totals by item: " + ", ".join(f"{t['_id']}={t['qty']}" for t in totals)
+        )
     return lines
 
 
@@ -124,9 +133,13 @@ def demo_command(keep_running: bool) -> None:
     with playground() as ground:
         click.echo(f"    policy   {ground.aws.policy_arn}")
         click.echo(f"    role     {ground.aws.database_service_role_arn}")
-        click.echo(f"    role     {ground.aws.docdb_user_role_arn}  (tag WicketDatabaseService=Allowed)")
+        click.echo(
+            f"    role     {ground.aws.docdb_user_role_arn}  (tag WicketDatabaseService=Allowed)"
+        )
         click.echo(f"==> localdocdb (docdb mode, TLS) on localhost:{ground.docdb.port}")
-        click.echo(f'    created $external user "{ground.aws.docdb_user_role_arn}" (MONGODB-AWS, root)')
+        click.echo(
+            f'    created $external user "{ground.aws.docdb_user_role_arn}" (MONGODB-AWS, root)'
+        )
         for line in run_query(ground):
             click.echo(f"==> {line}")
         click.echo("==> done: a real query over MONGODB-AWS, verified against STS.")

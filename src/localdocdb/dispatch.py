@@ -54,7 +54,9 @@ async def run_command(
             connection_id=connection.connection_id,
             client=connection.peer,
             command={k: v for k, v in command.items() if k not in GENERIC_FIELDS},
-            ns=f"{database}.{command.get(name)}" if isinstance(command.get(name), str) else database,
+            ns=f"{database}.{command.get(name)}"
+            if isinstance(command.get(name), str)
+            else database,
             started_at=time.time(),
             task=asyncio.current_task(),
         )

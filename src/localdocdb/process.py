@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import shutil
@@ -34,7 +35,7 @@ def localdocdb_executable() -> list[str]:
 def wait_for_line(
     process: subprocess.Popen[str], stream: IO[str], prefix: str, timeout: float, log: Path | None
 ) -> str:
-    """Read `stream` until a line starts with `prefix`; a clear error if the process dies or stalls."""
+    """Read `stream` until a line starts with `prefix` (fail clearly if the process dies)."""
     deadline = time.monotonic() + timeout
     selector = selectors.DefaultSelector()
     selector.register(stream, selectors.EVENT_READ)
@@ -48,7 +49,9 @@ def wait_for_line(
             line = stream.readline()
             if not line:
                 code = process.wait(timeout=5)
-                raise WicketError(f"process exited with code {code} before {prefix!r}{_log_tail(log)}")
+                raise WicketError(
+                    f"process exited with code {code} before {prefix!r}{_log_tail(log)}"
+                )
             if line.startswith(prefix):
                 return line.strip()
     finally:
@@ -84,7 +87,7 @@ class LocalDocDBProcess:
         *,
         tls_dir: Path,
         master_user: str = "master",
-        master_password: str = "master-password",
+        master_password: str = "master-password",  # noqa: S107 - local test server default
         port: int = 0,
         args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
@@ -148,17 +151,18 @@ class LocalDocDBProcess:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
 
 def _terminate(process: subprocess.Popen[str]) -> int:
     if process.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:

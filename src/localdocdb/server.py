@@ -8,15 +8,18 @@ moves bytes, with a timeout on every wait and a cap on every buffer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import ssl
 from collections.abc import Iterator
 from typing import Any
 
+from localdocdb.dispatch import run_command
+from localdocdb.state import ConnectionState, ServerState
 from wicket.errors import ProtocolError
 from wicket.wire.mongo import (
-    COMPRESSOR_NAMES,
+    COMPRESSOR_BY_ID,
     Compressor,
     Message,
     MessageFramer,
@@ -37,9 +40,6 @@ from wicket.wire.mongo import (
     op_reply_error,
 )
 
-from localdocdb.dispatch import run_command
-from localdocdb.state import ConnectionState, ServerState
-
 log = logging.getLogger("localdocdb")
 
 READ_CHUNK = 256 * 1024
@@ -49,8 +49,20 @@ TLS_HANDSHAKE_TIMEOUT = 15.0
 HELLO_COMMANDS = frozenset({"hello", "isMaster", "ismaster"})
 # Per the OP_COMPRESSED spec these are never compressed, so their replies are not either.
 UNCOMPRESSIBLE = frozenset(
-    {"hello", "isMaster", "ismaster", "saslStart", "saslContinue", "getnonce", "authenticate",
-     "createUser", "updateUser", "copydbSaslStart", "copydbgetnonce", "copydb"}
+    {
+        "hello",
+        "isMaster",
+        "ismaster",
+        "saslStart",
+        "saslContinue",
+        "getnonce",
+        "authenticate",
+        "createUser",
+        "updateUser",
+        "copydbSaslStart",
+        "copydbgetnonce",
+        "copydb",
+    }
 )
 
 
@@ -119,10 +131,8 @@ class ClientConnection:
         finally:
             state.connections.pop(self.connection.connection_id, None)
             self.writer.close()
-            try:
+            with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError, OSError):
                 await asyncio.wait_for(self.writer.wait_closed(), 5)
-            except (TimeoutError, ConnectionError, ssl.SSLError, OSError):
-                pass
 
     async def send(self, data: bytes) -> None:
         """Write one reply and wait (bounded) for it to drain."""
@@ -156,7 +166,8 @@ class ClientConnection:
         elif isinstance(message, OpInsert | OpUpdate | OpDelete | OpKillCursors):
             # Fire-and-forget legacy writes expect no reply; MongoDB 5.1+ ignores them too.
             self.state.log(
-                f"conn{self.connection.connection_id}: ignored legacy opcode {message.header.op_code}"
+                f"conn{self.connection.connection_id}: "
+                f"ignored legacy opcode {message.header.op_code}"
             )
         else:
             raise ProtocolError(f"a client may not send opcode {message.header.op_code}")
@@ -164,7 +175,7 @@ class ClientConnection:
     def _encode(self, data: bytes, name: str, compressor: Compressor | None) -> bytes:
         if compressor is None or compressor == Compressor.NOOP or name in UNCOMPRESSIBLE:
             return data
-        if COMPRESSOR_NAMES.get(compressor, "") not in self.connection.compressors:
+        if COMPRESSOR_BY_ID.get(compressor, "") not in self.connection.compressors:
             return data
         return compress_message(data, compressor)
 
@@ -175,12 +186,21 @@ class ClientConnection:
             command = message.command()
         except ProtocolError as exc:
             command = {}
-            reply: dict[str, Any] = {"ok": 0.0, "errmsg": str(exc), "code": 22, "codeName": "InvalidBSON"}
+            reply: dict[str, Any] = {
+                "ok": 0.0,
+                "errmsg": str(exc),
+                "code": 22,
+                "codeName": "InvalidBSON",
+            }
         else:
             database = command.get("$db")
             if not isinstance(database, str) or not database:
-                reply = {"ok": 0.0, "errmsg": "OP_MSG requests require a $db argument",
-                         "code": 40571, "codeName": "Location40571"}
+                reply = {
+                    "ok": 0.0,
+                    "errmsg": "OP_MSG requests require a $db argument",
+                    "code": 40571,
+                    "codeName": "Location40571",
+                }
             else:
                 reply = await run_command(self.state, self.connection, command, database)
         if message.more_to_come:
@@ -208,7 +228,9 @@ class ClientConnection:
         if name == "getMore":
             cursor = reply.get("cursor")
             return isinstance(cursor, dict) and cursor.get("id", 0) != 0
-        return name in HELLO_COMMANDS and "maxAwaitTimeMS" in command and "topologyVersion" in command
+        return (
+            name in HELLO_COMMANDS and "maxAwaitTimeMS" in command and "topologyVersion" in command
+        )
 
     async def handle_op_query(self, message: OpQuery, compressor: Compressor | None) -> None:
         """OP_QUERY is only for commands now (drivers' first hello); legacy finds are refused."""

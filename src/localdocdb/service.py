@@ -8,6 +8,7 @@ import sys
 
 import uvloop
 
+from localdocdb import controlplane
 from localdocdb.server import LocalDocDBServer
 from localdocdb.state import Mode, ServerConfig, ServerState
 from localdocdb.tls import ensure_tls_material, server_ssl_context
@@ -28,8 +29,6 @@ async def serve_until_stopped(config: ServerConfig, stop: asyncio.Event) -> None
     try:
         port = await server.start()
         if config.aws_api_port is not None:
-            from localdocdb import controlplane
-
             info = controlplane.ClusterInfo(
                 cluster_id=config.cluster_id,
                 region=config.region,

@@ -72,9 +72,11 @@ def test_pymongo_scram_over_verified_tls(docdb: LocalDocDBProcess, mechanism: st
 
 def test_wrong_password_is_refused(docdb: LocalDocDBProcess) -> None:
     uri = docdb.uri().replace("master-password", "wrong")
-    with MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
-        with pytest.raises(OperationFailure) as failure:
-            client.admin.command("ping")
+    with (
+        MongoClient(uri, serverSelectionTimeoutMS=5000) as client,
+        pytest.raises(OperationFailure) as failure,
+    ):
+        client.admin.command("ping")
     assert failure.value.code == 18
 
 
@@ -83,7 +85,10 @@ def test_mongosh_scram_and_guide_create_user(
     docdb: LocalDocDBProcess, mongosh: Mongosh, local_aws: LocalAws, mechanism: str
 ) -> None:
     arn = local_aws.docdb_user_role_arn
-    script = GUIDE_CREATE_USER.format(arn=arn) + "; print(JSON.stringify(db.getSiblingDB('$external').getUsers()))"
+    script = (
+        GUIDE_CREATE_USER.format(arn=arn)
+        + "; print(JSON.stringify(db.getSiblingDB('$external').getUsers()))"
+    )
     result = mongosh.run(docdb.uri(authMechanism=mechanism), "--quiet", "--eval", script)
     assert result.returncode == 0, result.stderr + result.stdout
     assert arn in result.stdout
@@ -104,7 +109,9 @@ def test_mongodb_aws_end_to_end(docdb: LocalDocDBProcess, local_aws: LocalAws) -
         assert [doc["i"] for doc in cursor] == list(range(1000))
         result = coll.update_many({"kind": "odd"}, {"$inc": {"i": 1000}})
         assert result.modified_count == 500
-        groups = list(coll.aggregate([{"$group": {"_id": "$kind", "n": {"$sum": 1}}}, {"$sort": {"_id": 1}}]))
+        groups = list(
+            coll.aggregate([{"$group": {"_id": "$kind", "n": {"$sum": 1}}}, {"$sort": {"_id": 1}}])
+        )
         assert groups == [{"_id": "even", "n": 500}, {"_id": "odd", "n": 500}]
 
 
@@ -118,33 +125,48 @@ def test_mongodb_aws_end_to_end(docdb: LocalDocDBProcess, local_aws: LocalAws) -
     ],
     ids=["tampered-signature", "wrong-session-token", "stale-date", "other-nonce"],
 )
-def test_mongodb_aws_refusals(docdb: LocalDocDBProcess, local_aws: LocalAws, breakage: Breakage) -> None:
+def test_mongodb_aws_refusals(
+    docdb: LocalDocDBProcess, local_aws: LocalAws, breakage: Breakage
+) -> None:
     create_iam_user(docdb, local_aws.docdb_user_role_arn)
     creds = docdb_user_credentials(local_aws)
-    with MongoClient("localhost", docdb.port, tls=True, tlsCAFile=str(docdb.ca_file), maxPoolSize=1,
-                     serverSelectionTimeoutMS=5000) as client:
+    with MongoClient(
+        "localhost",
+        docdb.port,
+        tls=True,
+        tlsCAFile=str(docdb.ca_file),
+        maxPoolSize=1,
+        serverSelectionTimeoutMS=5000,
+    ) as client:
         # the untouched proof works on this very path ...
-        reply = aws_conversation(client, creds.access_key_id, creds.secret_access_key, creds.session_token)
+        reply = aws_conversation(
+            client, creds.access_key_id, creds.secret_access_key, creds.session_token
+        )
         assert reply["done"] is True
         # ... and the broken one does not
         with pytest.raises(OperationFailure) as failure:
-            aws_conversation(client, creds.access_key_id, creds.secret_access_key, creds.session_token, breakage)
+            aws_conversation(
+                client, creds.access_key_id, creds.secret_access_key, creds.session_token, breakage
+            )
     assert failure.value.code == 18
 
 
-def test_mongodb_aws_role_without_external_user(docdb: LocalDocDBProcess, local_aws: LocalAws) -> None:
+def test_mongodb_aws_role_without_external_user(
+    docdb: LocalDocDBProcess, local_aws: LocalAws
+) -> None:
     # the role exists in IAM and may be assumed, but nobody created its $external user
     creds = docdb_user_credentials(local_aws)
-    with iam_client(docdb, creds) as client:
-        with pytest.raises(OperationFailure) as failure:
-            client.admin.command("ping")
+    with iam_client(docdb, creds) as client, pytest.raises(OperationFailure) as failure:
+        client.admin.command("ping")
     assert failure.value.code == 18
 
 
 def test_builtin_roles_are_enforced(docdb: LocalDocDBProcess) -> None:
     with master(docdb) as admin:
         admin.test.command("createUser", "reader", pwd="reader-pw", roles=["read"])
-        admin.test.command("createUser", "writer", pwd="writer-pw", roles=[{"role": "readWrite", "db": "test"}])
+        admin.test.command(
+            "createUser", "writer", pwd="writer-pw", roles=[{"role": "readWrite", "db": "test"}]
+        )
         admin.test.docs.insert_one({"x": 1})
         admin.admin.secrets.insert_one({"y": 2})
     base = f"localhost:{docdb.port}/?tls=true&tlsCAFile={docdb.ca_file}&authSource=test"
@@ -164,7 +186,9 @@ def test_describe_db_clusters_with_boto3(start_localdocdb: StartDocDB) -> None:
     from localdocdb.localaws import free_port
 
     api_port = free_port()
-    docdb = start_localdocdb("--cluster-id", "my-docdb", "--aws-api-port", str(api_port), "--tag", "env=dev")
+    docdb = start_localdocdb(
+        "--cluster-id", "my-docdb", "--aws-api-port", str(api_port), "--tag", "env=dev"
+    )
     for service in ("docdb", "rds"):
         client = boto3.client(
             service,
@@ -187,8 +211,24 @@ def test_describe_db_clusters_with_boto3(start_localdocdb: StartDocDB) -> None:
 def test_mongosh_eval_reports_json(docdb: LocalDocDBProcess, mongosh: Mongosh) -> None:
     script = (
         "db.getSiblingDB('shop').items.insertMany([{a: 1}, {a: 2}, {a: 3}]);"
-        "print(JSON.stringify(db.getSiblingDB('shop').items.find({a: {$gte: 2}}, {_id: 0}).toArray()))"
+        "const found = db.getSiblingDB('shop').items.find({a: {$gte: 2}}, {_id: 0}).toArray();"
+        "print(JSON.stringify(found))"
     )
     result = mongosh.run(docdb.uri(), "--quiet", "--eval", script)
     assert result.returncode == 0, result.stderr + result.stdout
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [{"a": 2}, {"a": 3}]
+
+
+@pytest.mark.parametrize("compressor", ["zlib", "snappy", "zstd"])
+def test_op_compressed_round_trip(docdb: LocalDocDBProcess, compressor: str) -> None:
+    with master(docdb, compressors=compressor) as client:
+        hello = client.admin.command("hello")
+        assert hello["ok"] == 1.0
+        coll = client.test.compressed
+        coll.insert_many([{"i": i, "text": "x" * 500} for i in range(200)])
+        assert sum(1 for _ in coll.find({}, batch_size=50)) == 200
+        status = client.admin.command("serverStatus")
+        assert status["ok"] == 1.0
+        # the server answered in the compressor it was asked in, or pymongo could not read it
+        pool_compressors = client.options.pool_options._compression_settings.compressors
+        assert pool_compressors == [compressor]

@@ -87,7 +87,7 @@ def aws_conversation(
     token: str | None,
     breakage: Breakage = Breakage(),
 ) -> dict[str, Any]:
-    """Run saslStart/saslContinue for MONGODB-AWS on `client` (maxPoolSize=1) and return the reply."""
+    """Run MONGODB-AWS saslStart/saslContinue on `client` (maxPoolSize=1); return the reply."""
     client_nonce = os.urandom(32)
     start = client["$external"].command(
         "saslStart",

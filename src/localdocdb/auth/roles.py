@@ -72,6 +72,9 @@ CLUSTER_ADMIN_ACTIONS = frozenset(
     }
 )
 
+# What a database role may still do on `system.*` collections (listing, not reading).
+SYSTEM_COLLECTION_ACTIONS = frozenset({"listCollections", "listIndexes", "collStats"})
+
 ANY_DATABASE_ROLES = frozenset(
     {"readAnyDatabase", "readWriteAnyDatabase", "userAdminAnyDatabase", "dbAdminAnyDatabase"}
 )
@@ -152,10 +155,10 @@ def is_authorized(
             if ref.db == "admin" and action in _cluster_actions(ref.role):
                 return True
             continue
-        if ref.db == "admin" and action in _any_database_actions(ref.role):
-            if not system_collection or ref.role == "root":
-                return True
-        if ref.db == database and action in _database_actions(ref.role):
-            if not system_collection or action in {"listCollections", "listIndexes", "collStats"}:
-                return True
+        any_database = ref.db == "admin" and action in _any_database_actions(ref.role)
+        if any_database and (not system_collection or ref.role == "root"):
+            return True
+        own_database = ref.db == database and action in _database_actions(ref.role)
+        if own_database and (not system_collection or action in SYSTEM_COLLECTION_ACTIONS):
+            return True
     return False

@@ -23,7 +23,7 @@ START_MONOTONIC = time.monotonic()
 
 @command("getLog")
 async def get_log(ctx: CommandContext, cmd: dict[str, Any]) -> dict[str, Any]:
-    """Recent log lines: `getLog: "*"` lists the logs, `"global"` and `"startupWarnings"` read one."""
+    """Recent log lines: `getLog: "*"` lists the logs; `"global"`, `"startupWarnings"` read one."""
     ctx.require_cluster("getLog")
     which = cmd.get("getLog")
     if which == "*":
@@ -51,7 +51,11 @@ async def host_info(ctx: CommandContext, cmd: dict[str, Any]) -> dict[str, Any]:
             "numCores": os.cpu_count() or 1,
             "cpuArch": platform.machine(),
         },
-        "os": {"type": platform.system(), "name": platform.platform(), "version": platform.release()},
+        "os": {
+            "type": platform.system(),
+            "name": platform.platform(),
+            "version": platform.release(),
+        },
         "extra": {"pythonVersion": sys.version.split()[0]},
         "ok": 1.0,
     }
@@ -145,7 +149,7 @@ async def kill_op(ctx: CommandContext, cmd: dict[str, Any]) -> dict[str, Any]:
     ctx.require_cluster("killop")
     opid = cmd.get("op")
     if not isinstance(opid, int) or isinstance(opid, bool):
-        raise bad_value("Did not provide \"op\" field")
+        raise bad_value('Did not provide "op" field')
     operation = ctx.server.operations.get(opid)
     if operation is not None and not operation.killed:
         operation.killed = True

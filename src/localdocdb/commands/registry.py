@@ -70,16 +70,20 @@ class CommandContext:
             roles.extend(self.server.users.roles_of(user.db, user.user))
         return roles
 
-    def require(self, action: str, collection: str | None = None, database: str | None = None) -> None:
+    def _refusal(self, database: str) -> str:
+        """MongoDB's wording for a refused command."""
+        return f"not authorized on {database} to execute command {{ {self.command_name}: ... }}"
+
+    def require(
+        self, action: str, collection: str | None = None, database: str | None = None
+    ) -> None:
         """Fail with Unauthorized (13) unless the users may do `action` on the namespace."""
         db = self.database if database is None else database
         kind = ResourceKind.DATABASE if collection is None else ResourceKind.COLLECTION
         if not is_authorized(self.roles(), action, kind, db, collection):
-            raise unauthorized(f"not authorized on {db} to execute command {{ {self.command_name}: ... }}")
+            raise unauthorized(self._refusal(db))
 
     def require_cluster(self, action: str) -> None:
         """Fail with Unauthorized (13) unless the users hold the cluster action."""
         if not is_authorized(self.roles(), action, ResourceKind.CLUSTER):
-            raise unauthorized(
-                f"not authorized on {self.database} to execute command {{ {self.command_name}: ... }}"
-            )
+            raise unauthorized(self._refusal(self.database))

@@ -155,7 +155,8 @@ def _is_operator_document(value: Any) -> bool:
     if not isinstance(value, Mapping) or not value:
         return False
     first = next(iter(value))
-    return isinstance(first, str) and first.startswith("$")
+    # {$ref, $id} is a DBRef document compared by equality, not an operator.
+    return isinstance(first, str) and first.startswith("$") and first != "$ref"
 
 
 def _any_candidate(values: list[Any], test: ValueTest) -> bool:

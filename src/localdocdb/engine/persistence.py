@@ -13,8 +13,9 @@ Both files start with a header record carrying a generation number. At open the
 snapshot is loaded, the journal is replayed only if its generation matches (a crash
 between writing a new snapshot and resetting the journal must not apply the old
 journal twice), and then everything is compacted into a new snapshot of the next
-generation with an empty journal. A torn last record (the process died mid-write)
-is dropped with a log line.
+generation with an empty journal; a long-running server compacts the same way once
+the journal outgrows the snapshot (and 64 MiB). A torn last record (the process
+died mid-write) is dropped with a log line.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ FORMAT_VERSION = 1
 # A record holds one document (at most 16 MiB) plus a little framing.
 MAX_RECORD_SIZE = 16 * 1024 * 1024 + 64 * 1024
 MIN_RECORD_SIZE = 5
+# A running server compacts when the journal passes this size and twice the last snapshot.
+COMPACT_MIN_BYTES = 64 * 1024 * 1024
 
 _ENCODE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
     uuid_representation=UuidRepresentation.STANDARD
@@ -129,17 +132,21 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, records: Iterable[Record]) -> None:
-    """Write `records` to a temp file, fsync it and move it over `path`."""
+def write_atomically(path: Path, records: Iterable[Record]) -> int:
+    """Write `records` to a temp file, fsync it and move it over `path`; returns its size."""
     temp = path.with_name(path.name + ".tmp")
     fd = _open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    size = 0
     with os.fdopen(fd, "wb") as out:
         for record in records:
-            out.write(record.to_bson())
+            data = record.to_bson()
+            out.write(data)
+            size += len(data)
         out.flush()
         os.fsync(out.fileno())
     os.replace(temp, path)
     _fsync_directory(path.parent)
+    return size
 
 
 def _generation(records: list[Record]) -> int | None:
@@ -153,10 +160,20 @@ def _generation(records: list[Record]) -> int | None:
 class Journal:
     """The append-only journal of one data directory."""
 
-    def __init__(self, directory: Path, file: IO[bytes], generation: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        snapshot: Callable[[], Iterator[Record]],
+        *,
+        compact_min_bytes: int = COMPACT_MIN_BYTES,
+    ) -> None:
         self.directory = directory
-        self.generation = generation
-        self._file: IO[bytes] | None = file
+        self.generation = 0
+        self._snapshot = snapshot
+        self._compact_min_bytes = compact_min_bytes
+        self._file: IO[bytes] | None = None
+        self._journal_bytes = 0
+        self._snapshot_bytes = 0
 
     @classmethod
     def open(
@@ -164,6 +181,9 @@ class Journal:
         directory: Path,
         apply: Callable[[Record], None],
         snapshot: Callable[[], Iterator[Record]],
+        *,
+        after_replay: Callable[[], None] | None = None,
+        compact_min_bytes: int = COMPACT_MIN_BYTES,
     ) -> Journal:
         """Replay snapshot and journal into `apply`, compact via `snapshot`, open for appends."""
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -188,18 +208,38 @@ class Journal:
                 LOG.info(
                     "%s: journal of an older generation, already in the snapshot", journal_path
                 )
-        generation += 1
-        write_atomically(snapshot_path, [header(generation), *snapshot()])
-        write_atomically(journal_path, [header(generation)])
+        if after_replay is not None:
+            after_replay()
+        journal = cls(directory, snapshot, compact_min_bytes=compact_min_bytes)
+        journal.generation = generation
+        journal.compact()
+        return journal
+
+    def compact(self) -> None:
+        """Write the whole state as a new snapshot generation and start an empty journal."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        snapshot_path = self.directory / SNAPSHOT_FILE
+        journal_path = self.directory / JOURNAL_FILE
+        generation = self.generation + 1
+        records = [header(generation), *self._snapshot()]
+        self._snapshot_bytes = write_atomically(snapshot_path, records)
+        self._journal_bytes = write_atomically(journal_path, [header(generation)])
+        self.generation = generation
         fd = _open_private(journal_path, os.O_WRONLY | os.O_APPEND)
-        return cls(directory, os.fdopen(fd, "ab"), generation)
+        self._file = os.fdopen(fd, "ab")
 
     def append(self, record: Record) -> None:
         """Write one record and flush it to the OS (survives the process being killed)."""
         if self._file is None:
             raise RuntimeError("journal is closed")
-        self._file.write(record.to_bson())
+        data = record.to_bson()
+        self._file.write(data)
         self._file.flush()
+        self._journal_bytes += len(data)
+        if self._journal_bytes > max(self._compact_min_bytes, 2 * self._snapshot_bytes):
+            self.compact()
 
     def close(self) -> None:
         """Flush, fsync and close the journal file."""

@@ -25,10 +25,11 @@ import bson
 from bson import ObjectId
 
 from localdocdb.engine.keys import hashable_key
-from localdocdb.engine.persistence import Journal, Record, RecordKind
+from localdocdb.engine.persistence import COMPACT_MIN_BYTES, Journal, Record, RecordKind
 from localdocdb.errors import CommandError, bad_value, namespace_exists, namespace_not_found
 
 ID_INDEX_NAME = "_id_"
+TEMPORARY_PREFIX = "tmp.agg_out."  # $out fills one, then renames it over its target
 MAX_INDEXES = 64  # MongoDB's limit per collection
 
 
@@ -357,12 +358,18 @@ class Catalog:
         self._temp_ids = itertools.count(1)
 
     @classmethod
-    def open(cls, data_dir: Path | None) -> Catalog:
+    def open(cls, data_dir: Path | None, *, compact_min_bytes: int = COMPACT_MIN_BYTES) -> Catalog:
         """An empty in-memory catalog, or the one stored in `data_dir` (snapshot + journal)."""
         if data_dir is None:
             return cls()
         catalog = cls()
-        journal = Journal.open(data_dir, catalog.apply_record, catalog.snapshot_records)
+        journal = Journal.open(
+            data_dir,
+            catalog.apply_record,
+            catalog.snapshot_records,
+            after_replay=catalog.drop_temporaries,
+            compact_min_bytes=compact_min_bytes,
+        )
         catalog._journal = journal
         for collection in catalog._all_collections():
             collection._journal = journal
@@ -461,11 +468,24 @@ class Catalog:
             fields = {"to_db": target_db, "to_coll": target, "drop_target": drop_target}
             self._journal.append(Record(RecordKind.RENAME, source_db, source, fields))
 
-    def temporary_collection_name(self, prefix: str = "tmp.agg_out") -> str:
+    def temporary_collection_name(self) -> str:
         """A fresh collection name for `$out` to fill before renaming over its target."""
-        return f"{prefix}.{ObjectId()}.{next(self._temp_ids)}"
+        return f"{TEMPORARY_PREFIX}{ObjectId()}.{next(self._temp_ids)}"
 
     # -- persistence -----------------------------------------------------------------------
+
+    def drop_temporaries(self) -> None:
+        """Drop `$out` temporaries a crash left behind; returns how many."""
+        leftovers = [
+            (c.database, c.name)
+            for c in self._all_collections()
+            if c.name.startswith(TEMPORARY_PREFIX)
+        ]
+        for database, name in leftovers:
+            colls = self._databases.get(database, {})
+            colls.pop(name, None)
+            if not colls:
+                self._databases.pop(database, None)
 
     def apply_record(self, record: Record) -> None:
         """Redo one journal record (replay at open); never journals again."""

@@ -38,6 +38,7 @@ from localdocdb.engine.compare import (
     values_equal,
 )
 from localdocdb.engine.matcher import (
+    TYPE_ALIASES,
     Matcher,
     bson_type_code,
     compile_filter,
@@ -65,24 +66,12 @@ class UpdateKind(Enum):
     PIPELINE = "pipeline"
 
 
-UPDATE_OPERATORS: Final = frozenset(
-    {
-        "$set",
-        "$unset",
-        "$inc",
-        "$mul",
-        "$min",
-        "$max",
-        "$rename",
-        "$setOnInsert",
-        "$currentDate",
-        "$push",
-        "$addToSet",
-        "$pop",
-        "$pull",
-        "$pullAll",
-    }
-)
+# fmt: off
+UPDATE_OPERATORS: Final = frozenset({
+    "$set", "$unset", "$inc", "$mul", "$min", "$max", "$rename", "$setOnInsert",
+    "$currentDate", "$push", "$addToSet", "$pop", "$pull", "$pullAll",
+})
+# fmt: on
 _PUSH_MODIFIERS: Final = frozenset({"$each", "$slice", "$sort", "$position"})
 _INT32_MIN: Final = -(2**31)
 _INT32_MAX: Final = 2**31 - 1
@@ -91,23 +80,7 @@ _INT64_MAX: Final = 2**63 - 1
 _DECIMAL_CONTEXT: Final = create_decimal128_context()
 _IDENTIFIER: Final = re.compile(r"[a-z][a-zA-Z0-9]*\Z")
 MAX_UPDATE_PATHS: Final = 100_000
-_TYPE_NAMES: Final = {
-    1: "double",
-    2: "string",
-    3: "object",
-    4: "array",
-    5: "binData",
-    7: "objectId",
-    8: "bool",
-    9: "date",
-    10: "null",
-    11: "regex",
-    13: "javascript",
-    16: "int",
-    17: "timestamp",
-    18: "long",
-    19: "decimal",
-}
+_TYPE_NAMES: Final = {code: name for name, code in TYPE_ALIASES.items()}
 
 
 def _type_name(value: Any) -> str:

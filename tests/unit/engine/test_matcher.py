@@ -67,6 +67,7 @@ EQUALITY: list[Case] = [
     ({"a": 1, "b": 2}, {"a": 1, "b": 2}, True),
     ({"a": 1, "b": 2}, {"a": 1, "b": 3}, False),
     ({}, {"anything": 1}, True),
+    ({"r": {"$ref": "c", "$id": 1}}, {"r": {"$ref": "c", "$id": 1}}, True),  # DBRef shape
 ]
 
 # query/eq/#equality-with-null, query/exists/, query/ne/ : null and missing.
