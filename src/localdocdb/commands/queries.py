@@ -77,6 +77,13 @@ async def find(ctx: CommandContext, cmd: dict[str, Any]) -> dict[str, Any]:
     projection = compile_projection(projection_spec) if projection_spec else None
     collection = ctx.server.catalog.collection(ctx.database, name)
     docs: Iterable[dict[str, Any]] = select_documents(collection, filter_doc, matcher)
+    if sort_spec and "$natural" in sort_spec:
+        # {$natural: -1} is reverse insertion order; no other key may accompany it.
+        if len(sort_spec) != 1:
+            raise bad_value("$natural sort cannot be combined with other sort keys")
+        if sort_spec["$natural"] == -1:
+            docs = list(docs)[::-1]
+        sort_spec = None
     if sort_spec:
         docs = sort_documents(docs, sort_spec)
     results = _limited(docs, skip, limit)

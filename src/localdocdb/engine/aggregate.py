@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from localdocdb.engine.compare import compare_values
 from localdocdb.engine.expressions import (
     ABSENT,
     OPERATORS,
@@ -420,6 +421,7 @@ class _Accumulator:
         self.count = 0
 
     def add(self, doc: Mapping[str, Any], variables: Mapping[str, Any]) -> None:
+        """Fold one document of the group in."""
         if self.operator == "$count":
             self.count += 1
             return
@@ -434,12 +436,11 @@ class _Accumulator:
                 if key not in self.seen:
                     self.seen.add(key)
                     self.values.append(value)
-        elif self.operator == "$sum" and isinstance(value, list):
-            self.values.extend(v for v in value if is_number(v))
         elif value is not ABSENT:
             self.values.append(value)
 
     def result(self) -> Any:
+        """The accumulated value for the group's output document."""
         if self.operator == "$count":
             return self.count
         if self.operator == "$first":
@@ -450,9 +451,16 @@ class _Accumulator:
             return self.values
         if self.operator == "$mergeObjects":
             return OPERATORS["$mergeObjects"]([{"$literal": v} for v in self.values], {}, {})
-        literal = [{"$literal": v} for v in self.values]
-        if self.operator in {"$sum", "$avg"}:
-            literal = [{"$literal": v} for v in self.values if is_number(v)]
+        if self.operator in {"$min", "$max"}:
+            # Over whole values (arrays included); null and missing are ignored.
+            best: Any = None
+            sign = 1 if self.operator == "$max" else -1
+            for value in self.values:
+                if value is not None and (best is None or sign * compare_values(value, best) > 0):
+                    best = value
+            return best
+        # $sum / $avg: non-numeric values (arrays included) are ignored, as MongoDB does.
+        literal = [{"$literal": v} for v in self.values if is_number(v)]
         return OPERATORS[self.operator](literal, {}, {})
 
 

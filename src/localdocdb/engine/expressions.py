@@ -55,6 +55,7 @@ def invalid_operator(name: str) -> CommandError:
 
 
 def conversion_error(message: str) -> CommandError:
+    """Code 241: a `$to...` conversion that cannot be done."""
     return CommandError(241, "ConversionFailure", message)
 
 
@@ -124,6 +125,7 @@ def truthy(value: Any) -> bool:
 
 
 def to_python_number(value: Any) -> int | float | decimal.Decimal:
+    """A BSON number as a Python int, float or Decimal (for arithmetic)."""
     if isinstance(value, Decimal128):
         return value.to_decimal()
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -229,6 +231,7 @@ def to_string(value: Any) -> Any:
 
 
 def to_integer(value: Any, target: str, low: int, high: int) -> Any:
+    """`$toInt`/`$toLong`: a value as a whole number within [low, high]."""
     if is_nullish(value):
         return None
     if isinstance(value, bool):
@@ -283,6 +286,8 @@ OPERATORS: dict[str, Operator] = {}
 
 
 def expression_operator(*names: str) -> Callable[[Operator], Operator]:
+    """Register the decorated function as the operator(s) `names`."""
+
     def register(function: Operator) -> Operator:
         for name in names:
             OPERATORS[name] = function
@@ -344,6 +349,7 @@ def evaluate_arguments(argument: Any, document: Any, variables: Mapping[str, Any
 def fixed_arguments(
     name: str, argument: Any, document: Any, variables: Mapping[str, Any], count: int
 ) -> list[Any]:
+    """Evaluate an operator's arguments, requiring exactly `count` of them."""
     values = evaluate_arguments(argument, document, variables)
     if len(values) != count:
         raise CommandError(

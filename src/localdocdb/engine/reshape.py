@@ -141,6 +141,10 @@ def _include(
     exclude_id: bool = False,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if top and "_id" in node.computed:  # a computed _id still comes first
+        computed_id = evaluate(node.computed["_id"], root, variables)
+        if computed_id is not ABSENT:
+            out["_id"] = computed_id
     for name, value in doc.items():
         keep_id = top and name == "_id" and not exclude_id and "_id" not in node.computed
         if name in node.include or keep_id:
@@ -150,6 +154,8 @@ def _include(
             if projected is not ABSENT:
                 out[name] = projected
     for name in node.order:
+        if top and name == "_id":
+            continue
         if name in node.computed:
             result = evaluate(node.computed[name], root, variables)
             if result is not ABSENT:

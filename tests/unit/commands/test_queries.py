@@ -228,3 +228,10 @@ async def test_out_and_merge_into_another_database(client: Client, user_client: 
     await local.fails("test", {"aggregate": "c", "pipeline": pipeline, "cursor": {}}, 13)
     await local.fails("test", {"aggregate": "c", "pipeline": merge, "cursor": {}}, 13)
     assert len(await client.find_all("reports", "parity")) == 2
+
+
+async def test_find_natural_order(client: Client) -> None:
+    await _fill(client, 5)
+    docs = await client.find_all("test", "c", sort={"$natural": -1}, projection={"_id": 1})
+    assert [d["_id"] for d in docs] == [4, 3, 2, 1, 0]
+    await client.fails("test", {"find": "c", "sort": {"$natural": 1, "n": 1}}, 2)

@@ -405,3 +405,34 @@ def test_stage_validation() -> None:
         [{"$lookup": {"from": "a", "as": "x", "pipeline": [{"$unionWith": "b"}]}}], "db"
     )
     assert nested.reads == [Namespace("db", "a"), Namespace("db", "b")]
+
+
+def test_group_accumulators_treat_arrays_as_values() -> None:
+    catalog = Catalog.open(None)
+    coll = catalog.get_or_create_collection("shop", "arr")
+    coll.insert({"_id": 1, "v": [5, 9]})
+    coll.insert({"_id": 2, "v": 3})
+    coll.insert({"_id": 3, "v": None})
+    out = run(
+        catalog,
+        [
+            {
+                "$group": {
+                    "_id": None,
+                    "s": {"$sum": "$v"},
+                    "a": {"$avg": "$v"},
+                    "mx": {"$max": "$v"},
+                    "mn": {"$min": "$v"},
+                }
+            }
+        ],
+        "arr",
+    )
+    # arrays sort after numbers; $sum/$avg skip the array and the null
+    assert out == [{"_id": None, "s": 3, "a": 3.0, "mx": [5, 9], "mn": 3}]
+
+
+def test_project_computed_id_comes_first(catalog: Catalog) -> None:
+    out = run(catalog, [{"$match": {"_id": 1}}, {"$project": {"qty": 1, "_id": "$item"}}])
+    assert out == [{"_id": "abc", "qty": 2}]
+    assert list(out[0]) == ["_id", "qty"]
