@@ -232,3 +232,12 @@ def test_op_compressed_round_trip(docdb: LocalDocDBProcess, compressor: str) -> 
         # the server answered in the compressor it was asked in, or pymongo could not read it
         pool_compressors = client.options.pool_options._compression_settings.compressors
         assert pool_compressors == [compressor]
+
+
+def test_positional_update_and_projection(docdb: LocalDocDBProcess) -> None:
+    with master(docdb) as client:
+        students = client.school.students
+        students.insert_one({"_id": 1, "grades": [85, 80, 80]})
+        students.update_one({"_id": 1, "grades": 80}, {"$set": {"grades.$": 82}})
+        assert students.find_one({"_id": 1})["grades"] == [85, 82, 80]
+        assert students.find_one({"grades": 85}, {"grades.$": 1}) == {"_id": 1, "grades": [85]}

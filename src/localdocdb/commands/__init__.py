@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-COMMAND_MODULES = ("handshake", "admin", "auth", "users", "crud", "catalog")
+COMMAND_MODULES = ("handshake", "admin", "auth", "users", "crud", "queries", "catalog")
 
 
 def load_all() -> None:

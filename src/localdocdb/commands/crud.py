@@ -29,10 +29,17 @@ from localdocdb.commands.registry import CommandContext, command
 from localdocdb.commands.selection import compile_query, select_documents
 from localdocdb.engine.aggregate import PipelineEnvironment, run_pipeline, stage_name
 from localdocdb.engine.keys import hashable_key
+from localdocdb.engine.persistence import ENCODE_OPTIONS
 from localdocdb.engine.projection import compile_projection
 from localdocdb.engine.sort import sort_documents
 from localdocdb.engine.storage import Collection
-from localdocdb.engine.update import UpdateKind, apply_update, classify_update, upsert_seed
+from localdocdb.engine.update import (
+    UpdateKind,
+    apply_update,
+    classify_update,
+    upsert_seed,
+    validate_replacement,
+)
 from localdocdb.errors import CommandError, failed_to_parse, type_mismatch
 
 UPDATE_PIPELINE_STAGES = frozenset(
@@ -44,7 +51,7 @@ def _statements(cmd: Mapping[str, Any], field: str, limit: int) -> list[Any]:
     value = cmd.get(field)
     if not isinstance(value, list):
         raise type_mismatch(f"BSON field '{field}' is missing or not an array")
-    if len(value) > limit:
+    if not value or len(value) > limit:
         raise CommandError(
             16,
             "InvalidLength",
@@ -100,8 +107,12 @@ def compute_update(
     *,
     is_insert: bool,
     array_filters: list[Mapping[str, Any]] | None,
+    query: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The new version of `doc` after an operator, replacement or pipeline update."""
+    """The new version of `doc` after an operator, replacement or pipeline update.
+
+    `query` is the statement's filter, which the positional `$` operator refers to.
+    """
     kind = classify_update(update)
     if kind is UpdateKind.PIPELINE:
         for stage in update:
@@ -123,7 +134,9 @@ def compute_update(
             new = {"_id": doc["_id"], **{k: v for k, v in new.items() if k != "_id"}}
         return new
     now = datetime.datetime.now(datetime.UTC)
-    return apply_update(doc, update, is_insert=is_insert, array_filters=array_filters, now=now)
+    return apply_update(
+        doc, update, is_insert=is_insert, array_filters=array_filters, now=now, query=query
+    )
 
 
 def _array_filters(statement: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
@@ -137,7 +150,9 @@ def _array_filters(statement: Mapping[str, Any]) -> list[Mapping[str, Any]] | No
 
 def _same_document(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Byte equality: an update that changes nothing (not even a type) is not a modification."""
-    return bson.encode(a) == bson.encode(b)
+    return bson.encode(a, codec_options=ENCODE_OPTIONS) == bson.encode(
+        b, codec_options=ENCODE_OPTIONS
+    )
 
 
 def upsert_document(
@@ -150,11 +165,14 @@ def upsert_document(
     """Insert the document an upsert creates; returns it."""
     seed = upsert_seed(filter_doc)
     if classify_update(update) is UpdateKind.REPLACEMENT:
+        validate_replacement(update)
         new = dict(update)
         if "_id" in seed and "_id" not in new:
             new = {"_id": seed["_id"], **new}
     else:
-        new = compute_update(ctx, seed, update, is_insert=True, array_filters=array_filters)
+        new = compute_update(
+            ctx, seed, update, is_insert=True, array_filters=array_filters, query=filter_doc
+        )
     prepared = prepare_insert(ctx, new)
     collection.insert(prepared)
     return prepared
@@ -182,7 +200,9 @@ def _update_one_statement(
     for doc in list(select_documents(collection, filter_doc, matcher)):
         assert collection is not None
         matched += 1
-        new = compute_update(ctx, doc, update, is_insert=False, array_filters=array_filters)
+        new = compute_update(
+            ctx, doc, update, is_insert=False, array_filters=array_filters, query=filter_doc
+        )
         if not _same_document(doc, new):
             check_document_size(ctx, new, "Resulting document after update")
             collection.replace(doc, new)
@@ -325,7 +345,9 @@ async def find_and_modify(ctx: CommandContext, cmd: dict[str, Any]) -> dict[str,
     elif target is not None:
         assert collection is not None
         assert update_spec is not None
-        new = compute_update(ctx, target, update_spec, is_insert=False, array_filters=array_filters)
+        new = compute_update(
+            ctx, target, update_spec, is_insert=False, array_filters=array_filters, query=filter_doc
+        )
         if not _same_document(target, new):
             check_document_size(ctx, new, "Resulting document after update")
             collection.replace(target, new)

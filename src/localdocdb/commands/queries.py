@@ -26,7 +26,7 @@ from localdocdb.commands.arguments import (
     validate_database_name,
 )
 from localdocdb.commands.registry import CommandContext, command
-from localdocdb.commands.selection import compile_query, select_documents
+from localdocdb.commands.selection import compile_query, expr_evaluator, select_documents
 from localdocdb.engine.aggregate import (
     PipelineEnvironment,
     pipeline_namespaces,
@@ -74,7 +74,11 @@ async def find(ctx: CommandContext, cmd: dict[str, Any]) -> dict[str, Any]:
         limit = None
     batch_size = batch_size_of(cmd)
     matcher = compile_query(filter_doc)
-    projection = compile_projection(projection_spec) if projection_spec else None
+    projection = (
+        compile_projection(projection_spec, query=filter_doc, expr_evaluator=expr_evaluator)
+        if projection_spec
+        else None
+    )
     collection = ctx.server.catalog.collection(ctx.database, name)
     docs: Iterable[dict[str, Any]] = select_documents(collection, filter_doc, matcher)
     if sort_spec and "$natural" in sort_spec:

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import bson
 from bson.binary import UuidRepresentation
-from bson.codec_options import CodecOptions
+from bson.codec_options import CodecOptions, DatetimeConversion
 
 from localdocdb.errors import CommandError
 
@@ -45,10 +45,15 @@ MIN_RECORD_SIZE = 5
 # A running server compacts when the journal passes this size and twice the last snapshot.
 COMPACT_MIN_BYTES = 64 * 1024 * 1024
 
-_ENCODE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
+# Encoding accepts uuid.UUID values; decoding matches how the server decodes client
+# documents (DATETIME_AUTO: dates outside Python's range come back as DatetimeMS, so a
+# document the server accepted can always be read back).
+ENCODE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
     uuid_representation=UuidRepresentation.STANDARD
 )
-_DECODE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions()
+_DECODE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
+    document_class=dict, datetime_conversion=DatetimeConversion.DATETIME_AUTO
+)
 
 
 class RecordKind(Enum):
@@ -79,7 +84,7 @@ class Record:
         """The record as one BSON document."""
         doc: dict[str, Any] = {"op": self.kind.value, "db": self.database, "coll": self.collection}
         doc.update(self.fields)
-        return bson.encode(doc, codec_options=_ENCODE_OPTIONS)
+        return bson.encode(doc, codec_options=ENCODE_OPTIONS)
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Record:

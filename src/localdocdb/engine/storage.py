@@ -25,7 +25,13 @@ import bson
 from bson import ObjectId
 
 from localdocdb.engine.keys import hashable_key
-from localdocdb.engine.persistence import COMPACT_MIN_BYTES, Journal, Record, RecordKind
+from localdocdb.engine.persistence import (
+    COMPACT_MIN_BYTES,
+    ENCODE_OPTIONS,
+    Journal,
+    Record,
+    RecordKind,
+)
 from localdocdb.errors import CommandError, bad_value, namespace_exists, namespace_not_found
 
 ID_INDEX_NAME = "_id_"
@@ -195,7 +201,9 @@ class Collection:
 
     def data_size(self) -> int:
         """Sum of the BSON sizes of the documents (collStats `size`)."""
-        return sum(len(bson.encode(doc)) for doc in self._docs.values())
+        return sum(
+            len(bson.encode(doc, codec_options=ENCODE_OPTIONS)) for doc in self._docs.values()
+        )
 
     # -- indexes ---------------------------------------------------------------------------
 

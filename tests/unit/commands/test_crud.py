@@ -220,3 +220,10 @@ async def test_find_and_modify_upsert_and_remove(client: Client) -> None:
 async def test_insert_reply_ids_are_int64_safe(client: Client) -> None:
     await client.insert("test", "c", [{"_id": Int64(2**40)}])
     assert (await client.find_all("test", "c", filter={"_id": 2**40}))[0]["_id"] == 2**40
+
+
+async def test_empty_and_missing_batches_refused(client: Client) -> None:
+    await client.fails("test", {"insert": "c", "documents": []}, 16)
+    await client.fails("test", {"insert": "c"}, 14)
+    await client.fails("test", {"update": "c", "updates": []}, 16)
+    await client.fails("test", {"delete": "c", "deletes": "x"}, 14)

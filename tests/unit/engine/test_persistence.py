@@ -173,3 +173,38 @@ def test_leftover_out_temporary_is_dropped(tmp_path: Path) -> None:
     assert [c.name for c in reopened.collections("db")] == ["real"]
     reopened.close()
     catalog.close()
+
+
+def test_unusual_bson_values_round_trip(tmp_path: Path) -> None:
+    import datetime
+    import uuid
+
+    from bson import Binary, Decimal128, Int64, Regex, Timestamp
+    from bson.datetime_ms import DatetimeMS
+
+    doc = {
+        "_id": uuid.UUID(int=7),
+        "big": Int64(2**40),
+        "dec": Decimal128("1.10"),
+        "when": datetime.datetime(2024, 5, 6, 7, 8, 9, 123000),
+        "far": DatetimeMS(2**62),  # outside Python's datetime range
+        "bin": Binary(b"\x00\x01", 0),
+        "re": Regex("^a", "i"),
+        "ts": Timestamp(5, 1),
+        "nested": {"list": [1, {"x": None}]},
+    }
+    catalog = Catalog.open(tmp_path)
+    catalog.get_or_create_collection("db", "c").insert(doc)
+    catalog.close()
+    reopened = Catalog.open(tmp_path)
+    coll = reopened.collection("db", "c")
+    assert coll is not None
+    (stored,) = list(coll.documents())
+    assert stored["big"] == 2**40 and isinstance(stored["big"], Int64)
+    assert stored["dec"] == Decimal128("1.10")
+    assert stored["far"] == DatetimeMS(2**62)
+    assert stored["when"] == doc["when"]
+    assert stored["_id"] == Binary.from_uuid(uuid.UUID(int=7))
+    assert coll.get_by_id(Binary.from_uuid(uuid.UUID(int=7))) is not None
+    assert stored["nested"] == doc["nested"] and stored["ts"] == doc["ts"]
+    reopened.close()
