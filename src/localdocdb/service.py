@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import sys
 
 import uvloop
@@ -12,18 +13,25 @@ from localdocdb import controlplane
 from localdocdb.server import LocalDocDBServer
 from localdocdb.state import Mode, ServerConfig, ServerState
 from localdocdb.tls import ensure_tls_material, server_ssl_context
+from wicket.errors import BadParameter
 
 
 async def serve_until_stopped(config: ServerConfig, stop: asyncio.Event) -> None:
     """Start everything, print `ready <port>`, and run until `stop` is set."""
-    material = ensure_tls_material(config.tls_dir)
-    context = server_ssl_context(
-        material,
-        legacy_cn=config.legacy_cn_cert,
-        client_ca=config.client_ca,
-        request_client_certificates=config.mode is Mode.MONGODB,
-    )
-    state = ServerState.open(config)
+    try:
+        material = ensure_tls_material(config.tls_dir)
+        context = server_ssl_context(
+            material,
+            legacy_cn=config.legacy_cn_cert,
+            client_ca=config.client_ca,
+            request_client_certificates=config.mode is Mode.MONGODB,
+        )
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise BadParameter(f"--tls-dir {config.tls_dir}: {_reason(exc)}") from exc
+    try:
+        state = ServerState.open(config)
+    except OSError as exc:
+        raise BadParameter(f"--data-dir {config.data_dir}: {_reason(exc)}") from exc
     server = LocalDocDBServer(state, context)
     runner = None
     try:
@@ -46,6 +54,12 @@ async def serve_until_stopped(config: ServerConfig, stop: asyncio.Event) -> None
         if runner is not None:
             await runner.cleanup()
         await server.close()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f" ({exc.filename})" if exc.filename else "")
+    return str(exc)
 
 
 def run_service(config: ServerConfig) -> None:
