@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from wicket.errors import WicketError
+
 
 @dataclass(frozen=True)
 class Item:
@@ -27,6 +29,14 @@ class Item:
     value: bytes
     revision: int
     expires: datetime.datetime | None = None
+
+
+class WatchOverflow(WicketError):
+    """A watcher fell too far behind; its stream ends here (resume with `from_revision`)."""
+
+
+class WatchExpired(WicketError):
+    """The events after the requested revision are no longer in the log; list and re-watch."""
 
 
 class EventKind(Enum):
@@ -45,7 +55,12 @@ class Event:
 
 
 class Watcher(Protocol):
-    """A stream of events under a prefix, in revision order, until closed."""
+    """A stream of events under a prefix, in revision order, until closed.
+
+    Iteration raises `WatchOverflow` when the consumer fell behind (after the events it
+    did receive) and `WatchExpired` when a resume point was pruned from the log; both
+    leave the watcher closed. Closing the backend ends every watcher's iteration.
+    """
 
     def __aiter__(self) -> AsyncIterator[Event]: ...
 
@@ -89,7 +104,10 @@ class Backend(Protocol):
         """Live items whose keys start with `prefix`, in key order."""
 
     async def watch(self, prefix: str, *, from_revision: int | None = None) -> Watcher:
-        """Events under `prefix` after `from_revision` (default: from now on)."""
+        """Events under `prefix` after `from_revision` (default: from now on).
+
+        Raises `WatchExpired` if events after `from_revision` were pruned from the log.
+        """
 
     async def close(self) -> None:
         """Release connections and files."""

@@ -1,0 +1,107 @@
+"""The auth API client: JSON over HTTPS with the caller's certificate (mutual TLS).
+
+Everyone talks to the auth service through this: the proxy (host certificate),
+agents and remote `wctl`/`wsh` (through the proxy's `wicket-auth` route), and
+`wctl` on the auth host (local admin identity). The auth service's certificate
+always names `wicket-auth`, so it is verified the same way whichever address
+reached it.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from wicket.api.errors import error_from_body
+from wicket.errors import Timeout, UpstreamError
+
+AUTH_SERVER_NAME = "wicket-auth"  # DNS SAN every auth service certificate carries
+AUTH_ALPN = "wicket-auth"
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+DEFAULT_TIMEOUT = 30.0
+
+
+class AuthClient:
+    """Calls `/v1/...` on an auth service (directly or through a proxy)."""
+
+    def __init__(
+        self, address: str, ssl_context: ssl.SSLContext, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.address = address  # HOST:PORT
+        self._ssl = ssl_context
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AuthClient:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _session_or_new(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=32)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    async def close(self) -> None:
+        """Close pooled connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        """One API call; raises the WicketError the server described."""
+        url = f"https://{self.address}{path}"
+        session = self._session_or_new()
+        try:
+            async with session.request(
+                method, url, json=body, server_hostname=AUTH_SERVER_NAME
+            ) as response:
+                raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
+                if len(raw) > MAX_RESPONSE_BYTES:
+                    raise UpstreamError(f"answer from {self.address} is larger than 16 MiB")
+                try:
+                    data = json.loads(raw) if raw else None
+                except ValueError:
+                    data = None
+                if response.status >= 300:
+                    raise error_from_body(response.status, data)
+                return data
+        except TimeoutError as exc:
+            raise Timeout(f"the auth service at {self.address} did not answer in time") from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise UpstreamError(
+                f"cannot verify the auth service at {self.address}: {exc.certificate_error}"
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamError(
+                f"cannot reach the auth service at {self.address}: {exc.os_error}"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"auth service at {self.address}: {exc}") from exc
+
+    async def get(self, path: str) -> Any:
+        """GET `path`."""
+        return await self.call("GET", path)
+
+    async def post(self, path: str, body: Any = None) -> Any:
+        """POST `path` with a JSON body."""
+        return await self.call("POST", path, body)
+
+    async def put(self, path: str, body: Any = None) -> Any:
+        """PUT `path` with a JSON body."""
+        return await self.call("PUT", path, body)
+
+    async def delete(self, path: str) -> Any:
+        """DELETE `path`."""
+        return await self.call("DELETE", path)

@@ -1,0 +1,559 @@
+"""The auth service's HTTP JSON API (`/v1/...`), on aiohttp.
+
+Every request's caller is the identity in its verified client certificate (or
+nobody: join and login are authenticated by their token or password). Each
+handler states who may call it; the domain services in `wicket.auth` do the work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+
+from wicket import __version__
+from wicket.api.errors import error_body
+from wicket.auth.databases import Database, DatabaseService, database_from_resource
+from wicket.auth.resources import parse_resource
+from wicket.auth.roles import AccessChecker, Role, RoleService
+from wicket.auth.store import encode_time
+from wicket.auth.tokens import TokenService
+from wicket.auth.users import LoginFailed, UserService
+from wicket.authserver.cluster import ClusterAuthorities
+from wicket.errors import AccessDenied, BadParameter, WicketError
+from wicket.identity import HostRole, Identity, IdentityKind
+from wicket.pki.authority import verify_certificate
+from wicket.pki.clock import utc_now
+from wicket.pki.keys import load_public_key
+from wicket.pki.pem import certificate_pem
+from wicket.tlsconfig import peer_certificate
+
+log = logging.getLogger("wicket.auth")
+
+MAX_BODY_BYTES = 1024 * 1024
+HOST_CERT_TTL = timedelta(days=365)
+IDENTITY = web.RequestKey("identity", object)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _peer_identity(request: web.Request, cluster: ClusterAuthorities) -> Identity | None:
+    """The caller's identity from its client certificate, checked against the right CA."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    cert = peer_certificate(ssl_object) if ssl_object is not None else None
+    if cert is None:
+        return None
+    if cert.issuer == cluster.host.certificate.subject:
+        return verify_certificate(
+            cert, cluster.host.certificate, cluster=cluster.name, kinds={IdentityKind.HOST}
+        )
+    return verify_certificate(
+        cert,
+        cluster.user.certificate,
+        cluster=cluster.name,
+        kinds={IdentityKind.USER, IdentityKind.ADMIN},
+    )
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object (bounded)."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise BadParameter("request body is larger than 1 MiB")
+    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadParameter("request body is larger than 1 MiB")
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise BadParameter(f"request body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadParameter("request body must be a JSON object")
+    return data
+
+
+def _text(body: Mapping[str, Any], field: str, *, required: bool = True) -> str | None:
+    value = body.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadParameter(f'"{field}" must be a non-empty string')
+    return value
+
+
+def _strings(body: Mapping[str, Any], field: str) -> list[str]:
+    value = body.get(field, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadParameter(f'"{field}" must be a list of strings')
+    return value
+
+
+def _traits(body: Mapping[str, Any]) -> dict[str, list[str]]:
+    value = body.get("traits", {})
+    if not isinstance(value, dict):
+        raise BadParameter('"traits" must be an object of string lists')
+    traits: dict[str, list[str]] = {}
+    for name, values in value.items():
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise BadParameter(f'trait "{name}" must be a list of strings')
+        traits[str(name)] = values
+    return traits
+
+
+class AuthAPI:
+    """Route handlers bound to the cluster's services."""
+
+    def __init__(
+        self,
+        *,
+        cluster: ClusterAuthorities,
+        users: UserService,
+        roles: RoleService,
+        tokens: TokenService,
+        databases: DatabaseService,
+        session_ttl: timedelta,
+        proxy_public_addr: str | None,
+    ) -> None:
+        self.cluster = cluster
+        self.users = users
+        self.roles = roles
+        self.tokens = tokens
+        self.databases = databases
+        self.session_ttl = session_ttl
+        self.proxy_public_addr = proxy_public_addr
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def application(self) -> web.Application:
+        """The aiohttp application with every route."""
+        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY_BYTES)
+        routes = [
+            web.get("/v1/ping", self.ping),
+            web.get("/v1/cluster", self.cluster_info),
+            web.get("/v1/status", self.status),
+            web.post("/v1/join", self.join),
+            web.post("/v1/login", self.login),
+            web.get("/v1/invites/{token}", self.invite_info),
+            web.post("/v1/invites/{token}", self.invite_complete),
+            web.get("/v1/users", self.users_list),
+            web.post("/v1/users", self.users_create),
+            web.get("/v1/users/{name}", self.users_get),
+            web.put("/v1/users/{name}", self.users_update),
+            web.delete("/v1/users/{name}", self.users_delete),
+            web.post("/v1/users/{name}/reset", self.users_reset),
+            web.get("/v1/roles", self.roles_list),
+            web.get("/v1/roles/{name}", self.roles_get),
+            web.put("/v1/roles/{name}", self.roles_put),
+            web.delete("/v1/roles/{name}", self.roles_delete),
+            web.get("/v1/tokens", self.tokens_list),
+            web.post("/v1/tokens", self.tokens_create),
+            web.delete("/v1/tokens/{id}", self.tokens_delete),
+            web.get("/v1/databases", self.databases_list),
+            web.get("/v1/databases/{name}", self.databases_get),
+            web.put("/v1/databases/{name}", self.databases_put),
+            web.delete("/v1/databases/{name}", self.databases_delete),
+            web.get("/v1/db_servers", self.db_servers),
+            web.post("/v1/heartbeat", self.heartbeat),
+        ]
+        app.add_routes(routes)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            request[IDENTITY] = _peer_identity(request, self.cluster)
+            return await handler(request)
+        except WicketError as error:
+            status, body = error_body(error)
+            if status >= 500:
+                log.error("%s %s: %s", request.method, request.path, error)
+            return web.json_response(body, status=status)
+
+    @staticmethod
+    def identity(request: web.Request) -> Identity | None:
+        """The caller (None when no client certificate was sent)."""
+        value = request.get(IDENTITY)
+        return value if isinstance(value, Identity) else None
+
+    async def require(self, request: web.Request, resource: str, verb: str) -> Identity:
+        """The caller, if it is the local admin or a user whose roles allow `verb` on `resource`."""
+        identity = self.identity(request)
+        if identity is None:
+            raise AccessDenied("this call needs a client certificate: log in first (wsh login)")
+        if identity.kind is IdentityKind.ADMIN:
+            return identity
+        if identity.kind is IdentityKind.USER:
+            checker = await AccessChecker.for_identity(self.roles, identity.roles, identity.traits)
+            if checker.can(resource, verb):
+                return identity
+            raise AccessDenied(
+                f'user "{identity.name}" (roles: {", ".join(identity.roles) or "none"}) '
+                f"may not {verb} {resource}"
+            )
+        raise AccessDenied(f"host {identity.name} may not {verb} {resource}")
+
+    def require_user(self, request: web.Request) -> Identity:
+        """Any logged-in user or the admin."""
+        identity = self.identity(request)
+        if identity is None or identity.kind is IdentityKind.HOST:
+            raise AccessDenied("this call needs a user certificate: log in first (wsh login)")
+        return identity
+
+    def invite_url(self, token: str) -> str:
+        """Where a new user sets their password: the proxy's invite page."""
+        address = self.proxy_public_addr or "<proxy address>"
+        return f"https://{address}/web/invite/{token}"
+
+    # -- public -----------------------------------------------------------------------
+
+    async def ping(self, request: web.Request) -> web.Response:
+        """Liveness and version."""
+        return web.json_response({"cluster_name": self.cluster.name, "server_version": __version__})
+
+    async def cluster_info(self, request: web.Request) -> web.Response:
+        """The cluster name, CA certificates and CA pin (public information)."""
+        return web.json_response({**self.cluster.public(), "server_version": __version__})
+
+    async def status(self, request: web.Request) -> web.Response:
+        """`wctl status`: cluster, version, CA pins."""
+        self.require_user(request)
+        return web.json_response(
+            {
+                "cluster_name": self.cluster.name,
+                "server_version": __version__,
+                "ca_pins": {
+                    "user": self.cluster.user.pin(),
+                    "host": self.cluster.host.pin(),
+                    "db": self.cluster.db.pin(),
+                },
+                "ca_pin": self.cluster.host.pin(),
+            }
+        )
+
+    async def join(self, request: web.Request) -> web.Response:
+        """A host trades a join token (and its public key) for a host certificate."""
+        body = await read_json(request)
+        token = _text(body, "token")
+        role = _text(body, "role")
+        assert token is not None and role is not None
+        if role not in {HostRole.DB.value, HostRole.PROXY.value}:
+            raise BadParameter('"role" must be "db" or "proxy"')
+        hostname = _text(body, "hostname")
+        assert hostname is not None
+        public_key = load_public_key(str(_text(body, "public_key_pem")).encode())
+        host_id = _text(body, "host_id", required=False) or str(uuid.uuid4())
+        await self.tokens.consume(token, role)
+        identity = Identity(
+            cluster=self.cluster.name,
+            kind=IdentityKind.HOST,
+            name=host_id,
+            host_id=host_id,
+            host_role=HostRole(role),
+        )
+        cert = self.cluster.host.issue(
+            public_key,
+            identity,
+            ttl=HOST_CERT_TTL,
+            server=True,
+            client=True,
+            dns_names=[name for name in _strings(body, "dns_names") if name],
+            ip_addresses=_strings(body, "ip_addresses"),
+        )
+        log.info("host %s (%s) joined as %s", host_id, hostname, role)
+        return web.json_response(
+            {
+                "host_id": host_id,
+                "cert_pem": certificate_pem(cert).decode(),
+                **self.cluster.public(),
+            }
+        )
+
+    async def login(self, request: web.Request) -> web.Response:
+        """Password (and OTP) for a short-lived user certificate."""
+        body = await read_json(request)
+        name = _text(body, "user")
+        password = body.get("password")
+        otp = body.get("otp")
+        assert name is not None
+        if not isinstance(password, str):
+            raise BadParameter('"password" must be a string')
+        if otp is not None and not isinstance(otp, str):
+            raise BadParameter('"otp" must be a string')
+        public_key = load_public_key(str(_text(body, "public_key_pem")).encode())
+        try:
+            user = await self.users.authenticate(name, password, otp)
+        except LoginFailed as failure:
+            log.warning("login of %r refused: %s", name, failure.reason.value)
+            raise
+        checker = await AccessChecker.for_identity(self.roles, user.roles, user.traits)
+        ttl = self.session_ttl
+        requested = body.get("ttl_seconds")
+        if isinstance(requested, int) and requested >= 60:
+            ttl = min(ttl, timedelta(seconds=requested))
+        role_cap = checker.max_session_ttl()
+        if role_cap is not None:
+            ttl = min(ttl, role_cap)
+        identity = Identity(
+            cluster=self.cluster.name,
+            kind=IdentityKind.USER,
+            name=user.name,
+            roles=user.roles,
+            traits=user.traits,
+        )
+        cert = self.cluster.user.issue(public_key, identity, ttl=ttl, client=True)
+        log.info("user %s logged in (certificate valid %s)", user.name, ttl)
+        return web.json_response(
+            {
+                "cert_pem": certificate_pem(cert).decode(),
+                "expires": encode_time(cert.not_valid_after_utc),
+                "user": user.to_public_dict(),
+                **self.cluster.public(),
+            }
+        )
+
+    async def invite_info(self, request: web.Request) -> web.Response:
+        """What the invite page shows (the token in the URL is the credential)."""
+        info = await self.users.lookup_invite(request.match_info["token"])
+        return web.json_response(
+            {
+                "user": info.user,
+                "expires": encode_time(info.expires),
+                "otp_required": info.otp_required,
+                "otp_uri": info.otp_uri,
+                "cluster_name": self.cluster.name,
+            }
+        )
+
+    async def invite_complete(self, request: web.Request) -> web.Response:
+        """Set the password (and enroll OTP) through an invite."""
+        body = await read_json(request)
+        password = body.get("password")
+        otp = body.get("otp")
+        if not isinstance(password, str):
+            raise BadParameter('"password" must be a string')
+        if otp is not None and not isinstance(otp, str):
+            raise BadParameter('"otp" must be a string')
+        user = await self.users.complete_invite(request.match_info["token"], password, otp)
+        return web.json_response({"user": user.to_public_dict()})
+
+    # -- users --------------------------------------------------------------------------
+
+    async def users_list(self, request: web.Request) -> web.Response:
+        """All users."""
+        await self.require(request, "users", "list")
+        return web.json_response([u.to_public_dict() for u in await self.users.list()])
+
+    async def users_get(self, request: web.Request) -> web.Response:
+        """One user."""
+        await self.require(request, "users", "read")
+        user = await self.users.get(request.match_info["name"])
+        return web.json_response(user.to_public_dict())
+
+    async def users_create(self, request: web.Request) -> web.Response:
+        """A user without a password, and the invite URL to set one."""
+        await self.require(request, "users", "create")
+        body = await read_json(request)
+        name = _text(body, "name")
+        assert name is not None
+        user, invite = await self.users.create(
+            name, roles=_strings(body, "roles"), traits=_traits(body)
+        )
+        return web.json_response(
+            {
+                "user": user.to_public_dict(),
+                "invite_url": self.invite_url(invite.token),
+                "expires": encode_time(invite.expires),
+            }
+        )
+
+    async def users_update(self, request: web.Request) -> web.Response:
+        """Change a user's roles and/or traits."""
+        await self.require(request, "users", "update")
+        body = await read_json(request)
+        roles = _strings(body, "roles") if "roles" in body else None
+        traits = _traits(body) if "traits" in body else None
+        user = await self.users.update(request.match_info["name"], roles=roles, traits=traits)
+        return web.json_response(user.to_public_dict())
+
+    async def users_delete(self, request: web.Request) -> web.Response:
+        """Remove a user."""
+        await self.require(request, "users", "delete")
+        await self.users.delete(request.match_info["name"])
+        return web.json_response({"deleted": request.match_info["name"]})
+
+    async def users_reset(self, request: web.Request) -> web.Response:
+        """Clear a user's password and OTP; a new invite URL."""
+        await self.require(request, "users", "update")
+        invite = await self.users.reset(request.match_info["name"])
+        return web.json_response(
+            {"invite_url": self.invite_url(invite.token), "expires": encode_time(invite.expires)}
+        )
+
+    # -- roles --------------------------------------------------------------------------
+
+    async def roles_list(self, request: web.Request) -> web.Response:
+        """All roles, built-in ones included."""
+        await self.require(request, "roles", "list")
+        return web.json_response([r.to_resource() for r in await self.roles.list()])
+
+    async def roles_get(self, request: web.Request) -> web.Response:
+        """One role."""
+        await self.require(request, "roles", "read")
+        return web.json_response((await self.roles.get(request.match_info["name"])).to_resource())
+
+    async def roles_put(self, request: web.Request) -> web.Response:
+        """Create or replace a role."""
+        await self.require(request, "roles", "update")
+        from_body = await read_json(request)
+        role = role_from_resource(from_body)
+        if role.name != request.match_info["name"]:
+            raise BadParameter("the role's metadata.name does not match the URL")
+        return web.json_response((await self.roles.upsert(role)).to_resource())
+
+    async def roles_delete(self, request: web.Request) -> web.Response:
+        """Remove a role (built-in roles cannot be removed)."""
+        await self.require(request, "roles", "delete")
+        await self.roles.delete(request.match_info["name"])
+        return web.json_response({"deleted": request.match_info["name"]})
+
+    # -- join tokens --------------------------------------------------------------------
+
+    async def tokens_list(self, request: web.Request) -> web.Response:
+        """Join tokens (ids and expiry only; values are never stored)."""
+        await self.require(request, "tokens", "list")
+        return web.json_response([t.to_public_dict() for t in await self.tokens.list()])
+
+    async def tokens_create(self, request: web.Request) -> web.Response:
+        """A new join token; its value is shown only in this answer."""
+        await self.require(request, "tokens", "create")
+        body = await read_json(request)
+        ttl_seconds = body.get("ttl_seconds", 1800)
+        if not isinstance(ttl_seconds, int) or isinstance(ttl_seconds, bool):
+            raise BadParameter('"ttl_seconds" must be an integer')
+        single_use = body.get("single_use", True)
+        if not isinstance(single_use, bool):
+            raise BadParameter('"single_use" must be true or false')
+        token, info = await self.tokens.create(
+            str(_text(body, "type")), timedelta(seconds=ttl_seconds), single_use=single_use
+        )
+        return web.json_response({"token": token, **info.to_public_dict()})
+
+    async def tokens_delete(self, request: web.Request) -> web.Response:
+        """Remove a join token by id (prefix) or value."""
+        await self.require(request, "tokens", "delete")
+        info = await self.tokens.delete(request.match_info["id"])
+        return web.json_response({"deleted": info.id})
+
+    # -- databases -----------------------------------------------------------------------
+
+    async def databases_list(self, request: web.Request) -> web.Response:
+        """Databases being served; users see only those their roles allow, with their limits."""
+        identity = self.identity(request)
+        if identity is None:
+            raise AccessDenied("this call needs a client certificate: log in first (wsh login)")
+        servers = await self.databases.servers()
+        if identity.kind is IdentityKind.USER:
+            checker = await AccessChecker.for_identity(self.roles, identity.roles, identity.traits)
+        elif identity.kind is IdentityKind.ADMIN:
+            checker = None
+        else:
+            await self.require(request, "db", "list")
+            checker = None
+        seen: dict[str, dict[str, Any]] = {}
+        for server in servers:
+            database = server.database
+            if database.name in seen:
+                seen[database.name]["agents"].append(server.host_id)
+                continue
+            entry: dict[str, Any] = {**database.to_resource(), "agents": [server.host_id]}
+            if checker is not None:
+                if not checker.check_database(database.labels).allowed:
+                    continue
+                entry["allowed_db_users"] = checker.allowed_db_users(database.labels)
+                entry["allowed_db_names"] = checker.allowed_db_names(database.labels)
+            seen[database.name] = entry
+        return web.json_response(list(seen.values()))
+
+    async def databases_get(self, request: web.Request) -> web.Response:
+        """One dynamic database resource."""
+        await self.require(request, "db", "read")
+        return web.json_response(
+            (await self.databases.get(request.match_info["name"])).to_resource()
+        )
+
+    async def databases_put(self, request: web.Request) -> web.Response:
+        """Create or replace a dynamic database resource."""
+        await self.require(request, "db", "update")
+        database = database_from_resource(await read_json(request))
+        if database.name != request.match_info["name"]:
+            raise BadParameter("the database's name does not match the URL")
+        return web.json_response((await self.databases.upsert(database)).to_resource())
+
+    async def databases_delete(self, request: web.Request) -> web.Response:
+        """Remove a dynamic database resource."""
+        await self.require(request, "db", "delete")
+        await self.databases.delete(request.match_info["name"])
+        return web.json_response({"deleted": request.match_info["name"]})
+
+    async def db_servers(self, request: web.Request) -> web.Response:
+        """Which agents serve which databases (live heartbeats); for `wctl db ls` and proxies."""
+        identity = self.identity(request)
+        if identity is None or identity.kind is not IdentityKind.HOST:
+            await self.require(request, "db", "list")
+        servers = await self.databases.servers()
+        return web.json_response([s.to_public_dict() for s in servers])
+
+    async def heartbeat(self, request: web.Request) -> web.Response:
+        """A database agent says which databases it serves (expires unless repeated)."""
+        identity = self.identity(request)
+        if identity is None or identity.host_role is not HostRole.DB or identity.host_id is None:
+            raise AccessDenied("only database agents (host certificates for role db) heartbeat")
+        body = await read_json(request)
+        raw = body.get("databases", [])
+        if not isinstance(raw, list):
+            raise BadParameter('"databases" must be a list')
+        databases: list[Database] = [database_from_resource(item) for item in raw]
+        hostname = _text(body, "hostname")
+        assert hostname is not None
+        expires = await self.databases.heartbeat(identity.host_id, hostname, databases)
+        dynamic = [d.to_resource() for d in await self.databases.list()]
+        return web.json_response({"expires": encode_time(expires), "dynamic_databases": dynamic})
+
+
+def role_from_resource(data: Mapping[str, Any]) -> Role:
+    """Parse a role resource (YAML/JSON shape) with the domain's model."""
+    resource = parse_resource(dict(data))
+    if not isinstance(resource, Role):
+        raise BadParameter("expected a resource of kind role")
+    return resource
+
+
+def host_certificate_for_self(
+    cluster: ClusterAuthorities,
+    public_key: Any,
+    *,
+    host_id: str,
+    role: HostRole,
+    dns_names: list[str],
+    ip_addresses: list[str],
+) -> x509.Certificate:
+    """A host certificate the auth process issues to its own services (auth, proxy)."""
+    identity = Identity(
+        cluster=cluster.name, kind=IdentityKind.HOST, name=host_id, host_id=host_id, host_role=role
+    )
+    return cluster.host.issue(
+        public_key,
+        identity,
+        ttl=HOST_CERT_TTL,
+        clock=utc_now,
+        server=True,
+        client=True,
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
+    )

@@ -1,0 +1,1 @@
+"""Proxy service: the public port, its routes, and the web side."""

@@ -1,0 +1,1 @@
+"""Tests of the config layer (wicket.config)."""
