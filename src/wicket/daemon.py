@@ -1,11 +1,249 @@
-"""The `wicket start` daemon: runs the services a config enables (being built in issue 3)."""
+"""`wicket start`: run the services a config enables, in one asyncio (uvloop) process.
+
+Order: auth service (backend, CAs, API), then the proxy (its host certificate is
+issued in-process when the auth service runs here), then the database agent (joins
+through the proxy with its token the first time, then heartbeats and tunnels).
+SIGINT/SIGTERM stop everything in reverse order; SIGHUP is logged and ignored.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+
+import uvloop
+
+from wicket.agent.join import join_cluster, load_host_identity
+from wicket.agent.service import DatabaseAgent
+from wicket.api.client import AuthClient
+from wicket.auth.databases import AwsSettings, Database, TlsMode, TlsSettings
+from wicket.auth.users import SecondFactor
+from wicket.authserver.api import host_certificate_for_self
+from wicket.authserver.server import AuthServer, AuthSettings
+from wicket.backend.sqlite import SQLiteBackend
+from wicket.config.loader import read_auth_token
+from wicket.config.models import DatabaseConfig, WicketConfig
+from wicket.errors import BadParameter, WicketError
+from wicket.identity import HostRole
+from wicket.logs import configure_logging
+from wicket.pki.keys import generate_private_key, private_key_pem
+from wicket.pki.pem import certificate_pem
+from wicket.proxy.service import ProxyIdentity, ProxyService, ProxySettings
+from wicket.tlsconfig import client_context
+
+log = logging.getLogger("wicket")
+
+Closer = Callable[[], Awaitable[None]]
 
 
-def run_daemon(config: Any, config_path: Path) -> int:
+def database_from_config(config: DatabaseConfig) -> Database:
+    """A static database from the agent's config, in the auth service's model."""
+    aws = config.aws
+    return Database(
+        name=config.name,
+        description=config.description,
+        protocol="mongodb",
+        uri=str(config.uri),
+        labels=dict(config.static_labels),
+        aws=AwsSettings(
+            region=aws.region or "",
+            account_id=aws.account_id or "",
+            assume_role_arn=aws.assume_role_arn or "",
+            external_id=aws.external_id or "",
+        ),
+        tls=TlsSettings(
+            mode=TlsMode(config.tls.mode.value),
+            ca_cert_file=str(config.tls.ca_cert_file) if config.tls.ca_cert_file else "",
+        ),
+    )
+
+
+def _connect_host(host: str) -> str:
+    """Where to reach a service listening on `host` from this machine."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def _split_names(host: str) -> tuple[list[str], list[str]]:
+    """(DNS names, IP addresses) for a certificate naming `host`."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return [host], []
+    return [], [host]
+
+
+class Daemon:
+    """The running services of one `wicket start`."""
+
+    def __init__(self, config: WicketConfig) -> None:
+        self.config = config
+        self._closers: list[Closer] = []
+        self.auth: AuthServer | None = None
+        self.proxy: ProxyService | None = None
+        self.agent: DatabaseAgent | None = None
+
+    async def start(self) -> None:
+        """Start every enabled service; on failure, stop what started."""
+        config = self.config
+        data_dir = config.wicket.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            if config.auth_service.enabled:
+                await self._start_auth(data_dir)
+            if config.proxy_service.enabled:
+                await self._start_proxy()
+            if config.db_service.enabled:
+                await self._start_agent(data_dir)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start_auth(self, data_dir: Path) -> None:
+        settings = self.config.auth_service
+        backend = await SQLiteBackend.open(data_dir / "backend.sqlite")
+        self._closers.append(backend.close)
+        proxy = self.config.proxy_service
+        self.auth = await AuthServer.start(
+            backend,
+            AuthSettings(
+                cluster_name=str(settings.cluster_name),
+                host=settings.listen_addr.host,
+                port=settings.listen_addr.port,
+                data_dir=data_dir,
+                nodename=self.config.wicket.nodename,
+                second_factor=SecondFactor(settings.authentication.second_factor.value),
+                session_ttl=settings.session_ttl,
+                proxy_public_addr=str(proxy.public_addr) if proxy.public_addr else None,
+            ),
+        )
+        self._closers.append(self.auth.close)
+
+    async def _start_proxy(self) -> None:
+        settings = self.config.proxy_service
+        if self.auth is None or settings.public_addr is None:
+            raise BadParameter(
+                "proxy_service: running a proxy without the auth service in the same process "
+                "is not supported yet; enable auth_service in this config"
+            )
+        cluster = self.auth.cluster
+        nodename = self.config.wicket.nodename
+        public_host = settings.public_addr.host.strip("[]")
+        dns, ips = _split_names(public_host)
+        key = generate_private_key()
+        cert = host_certificate_for_self(
+            cluster,
+            key.public_key(),
+            host_id=f"proxy-{nodename}",
+            role=HostRole.PROXY,
+            dns_names=sorted({*dns, nodename, "localhost"}),
+            ip_addresses=sorted({*ips, "127.0.0.1", "::1"}),
+        )
+        identity = ProxyIdentity(
+            cluster_name=cluster.name,
+            cert_pem=certificate_pem(cert),
+            key_pem=private_key_pem(key),
+            user_ca_pem=cluster.user.cert_pem(),
+            host_ca_pem=cluster.host.cert_pem(),
+        )
+        auth_host, auth_port = self.auth.address
+        auth_client = AuthClient(
+            f"{_connect_host(auth_host)}:{auth_port}",
+            client_context(
+                ca_pems=[identity.host_ca_pem],
+                cert_chain_pem=identity.cert_pem,
+                key_pem=identity.key_pem,
+            ),
+        )
+        self.proxy = ProxyService(
+            identity,
+            ProxySettings(
+                listen_host=settings.listen_addr.host,
+                listen_port=settings.listen_addr.port,
+                public_addr=str(settings.public_addr),
+                auth_host=_connect_host(auth_host),
+                auth_port=auth_port,
+                second_factor=self.config.auth_service.authentication.second_factor.value,
+            ),
+            auth_client,
+        )
+        await self.proxy.start()
+        self._closers.append(self.proxy.close)
+
+    async def _start_agent(self, data_dir: Path) -> None:
+        glob = self.config.wicket
+        proxy_addr = glob.proxy_server
+        if proxy_addr is None and self.config.proxy_service.public_addr is not None:
+            proxy_addr = self.config.proxy_service.public_addr
+        if proxy_addr is None:
+            raise BadParameter("db_service needs wicket.proxy_server (the proxy's HOST:PORT)")
+        identity = load_host_identity(data_dir)
+        if identity is None:
+            if not glob.auth_token:
+                raise BadParameter(
+                    "db_service has not joined the cluster yet and wicket.auth_token is not set: "
+                    "create a token with `wctl tokens add --type=db` and set auth_token"
+                )
+            identity = await join_cluster(
+                data_dir=data_dir,
+                proxy_addr=str(proxy_addr),
+                token=read_auth_token(glob.auth_token),
+                hostname=glob.nodename,
+                ca_pins=tuple(glob.ca_pin),
+            )
+        self.agent = DatabaseAgent(
+            identity=identity,
+            proxy_host=proxy_addr.host.strip("[]"),
+            proxy_port=proxy_addr.port,
+            hostname=glob.nodename,
+            databases=[database_from_config(d) for d in self.config.db_service.databases],
+        )
+        await self.agent.start()
+        self._closers.append(self.agent.close)
+
+    async def close(self) -> None:
+        """Stop services in reverse order."""
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                await closer()
+            except (WicketError, OSError) as error:
+                log.warning("error while stopping: %s", error)
+
+
+async def serve(config: WicketConfig) -> None:
+    """Run until SIGINT/SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: log.info("SIGHUP: configuration reload is not supported; ignored")
+    )
+    daemon = Daemon(config)
+    await daemon.start()
+    parts = []
+    if daemon.auth is not None:
+        parts.append("auth {}:{}".format(*daemon.auth.address))
+    if daemon.proxy is not None:
+        parts.append("proxy {}:{}".format(*daemon.proxy.address))
+    if daemon.agent is not None:
+        parts.append(f"db agent {daemon.agent.identity.host_id}")
+    log.info("wicket started (pid %d): %s", os.getpid(), ", ".join(parts))
+    try:
+        await stop.wait()
+    finally:
+        log.info("wicket stopping")
+        await daemon.close()
+
+
+def run_daemon(config: WicketConfig, config_path: Path) -> int:
     """Run the enabled services until SIGINT/SIGTERM; returns the exit code."""
-    raise NotImplementedError("the wicket daemon lands with the auth and proxy services")
+    configure_logging(config.wicket.log)
+    log.debug("config %s", config_path)
+    uvloop.run(serve(config))
+    return 0

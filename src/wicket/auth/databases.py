@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 DATABASE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")
 HOST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9/._*-]{1,63}$")
+LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9/._:-]{1,63}$")
 DEFAULT_HEARTBEAT_TTL = timedelta(seconds=90)
 MAX_LABELS = 64
 MAX_DATABASES_PER_HEARTBEAT = 1000
@@ -99,7 +99,7 @@ class Database(_Model):
         if len(value) > MAX_LABELS:
             raise ValueError(f"at most {MAX_LABELS} labels are allowed")
         for label, text in value.items():
-            if not LABEL_NAME_RE.match(label) or label == "*":
+            if not LABEL_NAME_RE.match(label):
                 raise ValueError(f"invalid label name {label!r}")
             if len(text) > 256:
                 raise ValueError(f"label {label!r}: value longer than 256 characters")

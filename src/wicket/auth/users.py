@@ -456,39 +456,36 @@ class UserService:
                 bad_credentials, user=name[:64], reason=LoginFailure.UNKNOWN_USER, failures=0
             )
         await self._check_lock(name)
-        item = await self.store.get(key(USERS, name))
-        if item is None:
-            await self.passwords.burn(password)
-            raise await self._fail(name, bad_credentials, LoginFailure.UNKNOWN_USER)
-        record = _UserRecord.from_json(item.data)
-        if record.password_hash is None:
-            await self.passwords.burn(password)
-            raise await self._fail(name, bad_credentials, LoginFailure.NO_PASSWORD)
-        if not await self.passwords.verify(record.password_hash, password):
-            raise await self._fail(name, bad_credentials, LoginFailure.BAD_PASSWORD)
-        needs_otp = record.otp_secret is not None
-        if not needs_otp and self.second_factor is SecondFactor.OTP:
-            raise LoginFailed(
-                f"user {name} has no one-time code enrolled; ask an administrator to run "
-                f"`wctl users reset {name}`",
-                user=name,
-                reason=LoginFailure.OTP_NOT_ENROLLED,
-                failures=0,
-            )
-        new_hash = None
-        if self.passwords.needs_rehash(record.password_hash):
-            new_hash = await self.passwords.hash(password)
         for _ in range(_CAS_ATTEMPTS):
+            item = await self.store.get(key(USERS, name))
+            if item is None:
+                await self.passwords.burn(password)
+                raise await self._fail(name, bad_credentials, LoginFailure.UNKNOWN_USER)
+            record = _UserRecord.from_json(item.data)
+            if record.password_hash is None:
+                await self.passwords.burn(password)
+                raise await self._fail(name, bad_credentials, LoginFailure.NO_PASSWORD)
+            if not await self.passwords.verify(record.password_hash, password):
+                raise await self._fail(name, bad_credentials, LoginFailure.BAD_PASSWORD)
+            if record.otp_secret is None and self.second_factor is SecondFactor.OTP:
+                raise LoginFailed(
+                    f"user {name} has no one-time code enrolled; ask an administrator to run "
+                    f"`wctl users reset {name}`",
+                    user=name,
+                    reason=LoginFailure.OTP_NOT_ENROLLED,
+                    failures=0,
+                )
             counter = None
             if record.otp_secret is not None:
+                # A code is accepted once: its counter must be newer than the last one used.
                 counter = otp.verify_code(
-                    record.otp_secret,
-                    otp_code or "",
-                    self.clock(),
-                    after=record.otp_last_counter,
+                    record.otp_secret, otp_code or "", self.clock(), after=record.otp_last_counter
                 )
                 if counter is None:
                     raise await self._fail(name, "invalid one-time code", LoginFailure.BAD_OTP)
+            new_hash = None
+            if self.passwords.needs_rehash(record.password_hash):
+                new_hash = await self.passwords.hash(password)
             if counter is None and new_hash is None:
                 break
             updated = record.replace(
@@ -498,9 +495,7 @@ class UserService:
             if await self.store.compare_and_swap(item.key, item.revision, updated.to_json()):
                 record = updated
                 break
-            reread = await self.store.get(key(USERS, name))
-            if reread is None:
-                raise await self._fail(name, bad_credentials, LoginFailure.UNKNOWN_USER)
-            item, record = reread, _UserRecord.from_json(reread.data)
+        else:
+            raise WicketError(f"user {name} is logging in concurrently; try again")
         await self.store.delete(key(LOGIN_FAILURES, name))
         return record.to_user()

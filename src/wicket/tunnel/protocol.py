@@ -148,8 +148,6 @@ class FrameDecoder:
             return None
         body = bytes(self._buffer[FRAME_HEADER.size : end])
         del self._buffer[:end]
-        if len(self._buffer) >= FRAME_HEADER.size:
-            check_frame_length(FRAME_HEADER.unpack_from(self._buffer)[0], self.max_size)
         return decode_frame_body(body)
 
     def take_rest(self) -> bytes:

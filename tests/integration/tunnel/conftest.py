@@ -136,5 +136,5 @@ def agent_context_factory(pki: Pki, issued: Issued) -> Callable[[], ssl.SSLConte
 async def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     """Poll a condition on the loop (test helper; every wait bounded)."""
     async with asyncio.timeout(seconds):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - polls state that no event announces
             await asyncio.sleep(0.02)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
@@ -37,7 +38,7 @@ class RoutedProxy:
     def _answer(self, name: str) -> Handler:
         async def handler(sock: socket.socket, hello: ClientHello) -> None:
             self.seen.append((name, hello))
-            reader, writer = await accept_tls(sock, self.context, handshake_timeout=5.0)
+            _reader, writer = await accept_tls(sock, self.context, handshake_timeout=5.0)
             writer.write(name.encode())
             await writer.drain()
             writer.close()
@@ -131,10 +132,8 @@ async def test_plain_http_is_closed(make_proxy: Callable[..., RoutedProxy]) -> N
 async def assert_closed(reader: asyncio.StreamReader) -> None:
     """The proxy closed the connection (EOF, or a reset when our bytes were left unread)."""
     async with asyncio.timeout(5):
-        try:
+        with contextlib.suppress(ConnectionResetError):
             assert await reader.read() == b""
-        except ConnectionResetError:
-            pass
 
 
 class MemoryTlsClient:

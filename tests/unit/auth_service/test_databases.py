@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
-
 from tests.unit.auth_service.conftest import FakeClock
+
 from wicket.auth.databases import (
     AwsSettings,
     Database,
@@ -88,7 +88,12 @@ def test_resource_shape_round_trip() -> None:
     ],
 )
 def test_resource_validation_names_the_field(change: dict[str, object], path: str) -> None:
-    data = {"kind": "db", "version": "v3", "metadata": {"name": "ok"}, "spec": {"uri": "h:1"}}
+    data: dict[str, object] = {
+        "kind": "db",
+        "version": "v3",
+        "metadata": {"name": "ok"},
+        "spec": {"uri": "h:1"},
+    }
     data.update(change)
     with pytest.raises((ValidationError, BadParameter)) as caught:
         database_from_resource(data)

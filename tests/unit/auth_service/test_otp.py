@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pyotp
 import pytest
-
 from tests.unit.auth_service.conftest import FakeClock
+
 from wicket.auth import otp
 from wicket.auth.passwords import Passwords
 from wicket.auth.roles import RoleService
@@ -21,7 +22,8 @@ PASSWORD = "correct horse battery"
 
 
 def code_at(uri: str, when: datetime) -> str:
-    return pyotp.parse_uri(uri).at(when)
+    secret = parse_qs(urlparse(uri).query)["secret"][0]
+    return pyotp.TOTP(secret).at(when)
 
 
 @pytest.fixture
@@ -48,7 +50,7 @@ async def test_enrollment_and_login(
     # A second lookup shows the same secret (the page may be reloaded).
     assert (await users.lookup_invite(invite.token)).otp_uri == info.otp_uri
 
-    with pytest.raises(BadParameter, match="one-time code .* is required"):
+    with pytest.raises(BadParameter, match=r"one-time code .* is required"):
         await users.complete_invite(invite.token, PASSWORD, None)
     with pytest.raises(AccessDenied, match="invalid one-time code"):
         await users.complete_invite(invite.token, PASSWORD, "000000")
@@ -131,7 +133,7 @@ def test_verify_code_refuses_used_counters_and_junk() -> None:
     assert counter == int(now.timestamp()) // 30
     assert otp.verify_code(secret, code, now, after=counter) is None
     assert otp.verify_code(secret, f" {code[:3]} {code[3:]} ", now) == counter
-    for junk in ["", "12345", "1234567", "abcdef", "１２３４５６"]:
+    for junk in ["", "12345", "1234567", "abcdef", "\uff11\uff12\uff13\uff14\uff15\uff16"]:
         assert otp.verify_code(secret, junk, now) is None
 
 
@@ -139,3 +141,20 @@ def test_qr_svg_encodes_the_uri() -> None:
     uri = otp.provisioning_uri(otp.new_secret(), "alice@example")
     svg = otp.qr_svg(uri)
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+
+
+async def test_one_code_wins_one_concurrent_login(users: UserService, clock: FakeClock) -> None:
+    _, invite = await users.create("alice", roles=["access"], traits={})
+    info = await users.lookup_invite(invite.token)
+    assert info.otp_uri is not None
+    await users.complete_invite(invite.token, PASSWORD, code_at(info.otp_uri, clock.now))
+    clock.advance(timedelta(seconds=30))
+    code = code_at(info.otp_uri, clock.now)
+    results = await asyncio.gather(
+        users.authenticate("alice", PASSWORD, code),
+        users.authenticate("alice", PASSWORD, code),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    [failure] = [r for r in results if isinstance(r, BaseException)]
+    assert isinstance(failure, LoginFailed) and failure.reason is LoginFailure.BAD_OTP

@@ -7,8 +7,8 @@ import json
 from datetime import timedelta
 
 import pytest
-
 from tests.unit.auth_service.conftest import FakeClock
+
 from wicket.auth.store import sha256_hex
 from wicket.auth.tokens import (
     TokenExpired,
@@ -118,6 +118,7 @@ async def test_unknown_and_bad_inputs(tokens: TokenService) -> None:
 
 async def test_delete_by_id_prefix_or_value(tokens: TokenService) -> None:
     first, first_info = await tokens.create("db")
+    assert (await tokens.get(first)).id == first_info.id
     second, second_info = await tokens.create("db")
     third, _ = await tokens.create("db", value="my-own-token-value-123")
     assert (await tokens.delete(first_info.id)).id == first_info.id

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
 import pytest
 from argon2 import PasswordHasher
-
 from tests.unit.auth_service.conftest import FakeClock
+
 from wicket.auth.passwords import Passwords
 from wicket.auth.roles import Role, RoleMetadata, RoleService
 from wicket.auth.users import (
@@ -286,3 +287,16 @@ async def test_password_policy_messages() -> None:
     with pytest.raises(BadParameter, match="whitespace"):
         check_password_policy(" " * 12)
     check_password_policy("twelve chars")
+
+
+async def test_concurrent_failures_are_all_counted(users: UserService) -> None:
+    await enrolled(users)
+    results = await asyncio.gather(
+        *(users.authenticate("alice", f"wrong password {i:02d}", None) for i in range(5)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, LoginFailed) for r in results)
+    assert sorted(r.failures for r in results if isinstance(r, LoginFailed)) == [1, 2, 3, 4, 5]
+    assert sum(isinstance(r, LoginLocked) for r in results) == 1
+    with pytest.raises(LoginLocked):
+        await users.authenticate("alice", PASSWORD, None)

@@ -328,3 +328,30 @@ def test_start_with_several_problems_and_missing_file(tmp_path: Path) -> None:
     process = _start("--bogus", cwd=tmp_path)
     assert process.returncode == 2
     assert "No such option '--bogus'" in process.stderr
+
+
+def test_generated_config_problems_name_the_flag() -> None:
+    result = run("configure", "--cluster-name", "", "--public-addr", "p:1")
+    assert result.exit_code == 2
+    assert "Error: --cluster-name: auth_service.cluster_name: must not be empty" in result.stderr
+    result = run(*BASE, "--nodename", " ")
+    assert result.exit_code == 2
+    assert "Error: --nodename: wicket.nodename: must not be empty" in result.stderr
+
+
+def test_start_reads_the_config_named_by_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "env.yaml").write_text("version: v1\n")
+    process = subprocess.run(
+        [str(WICKET), "start"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "WICKET_CONFIG_FILE": str(tmp_path / "env.yaml")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert process.returncode == 2
+    assert process.stderr == (
+        f"wicket: {tmp_path / 'env.yaml'}: no service is enabled: set enabled: true in "
+        "auth_service, proxy_service or db_service\n"
+    )

@@ -141,7 +141,7 @@ db_service:
 def test_models_are_frozen() -> None:
     config = parse_config(FULL, source="x")
     with pytest.raises(ValueError, match="frozen"):
-        config.wicket.nodename = "other"  # type: ignore[misc]
+        config.wicket.nodename = "other"
 
 
 AGENT = "version: v1\nwicket: {auth_token: tok, proxy_server: 'proxy:3080'}\n"

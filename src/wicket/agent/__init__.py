@@ -1,0 +1,1 @@
+"""The database service (agent): joins the cluster, heartbeats its databases, serves tunnels."""

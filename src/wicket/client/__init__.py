@@ -1,0 +1,1 @@
+"""Client layer shared by `wctl` and `wsh`: identities, profiles, proxy web calls, output."""

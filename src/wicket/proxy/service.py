@@ -1,0 +1,184 @@
+"""The proxy service: one TLS port, routed by ALPN, in front of the auth service and agents.
+
+Routes (docs/architecture.md): `wicket-auth` is spliced untouched to the auth
+service; `wicket-tunnel` (agents) and `wicket-mongodb` (users' database sessions)
+are terminated here with the proxy's host certificate; everything else is the web
+side (`wicket.proxy.web`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from wicket.api.client import AUTH_ALPN, AuthClient
+from wicket.errors import AccessDenied
+from wicket.identity import HostRole, IdentityKind
+from wicket.pki.authority import verify_certificate
+from wicket.pki.pem import load_certificate
+from wicket.proxy.router import Router, accept_tls, splice
+from wicket.proxy.web import ProxyWeb
+from wicket.tlsconfig import peer_certificate, server_context
+from wicket.tunnel.server import TunnelServer
+from wicket.wire.tls_hello import ClientHello
+
+log = logging.getLogger("wicket.proxy")
+
+TUNNEL_ALPN = "wicket-tunnel"
+MONGODB_ALPN = "wicket-mongodb"
+
+
+@dataclass(frozen=True)
+class ProxyIdentity:
+    """The proxy's host certificate, key and the cluster it belongs to."""
+
+    cluster_name: str
+    cert_pem: bytes
+    key_pem: bytes
+    user_ca_pem: bytes
+    host_ca_pem: bytes
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """What the proxy needs from the config."""
+
+    listen_host: str
+    listen_port: int
+    public_addr: str
+    auth_host: str
+    auth_port: int
+    second_factor: str
+
+
+class _NotifyOnClose(asyncio.Protocol):
+    """Wraps a protocol (aiohttp's request handler) to learn when its connection ends."""
+
+    def __init__(self, inner: asyncio.Protocol, closed: asyncio.Event) -> None:
+        self.inner = inner
+        self.closed = closed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self.inner.connection_lost(exc)
+        finally:
+            self.closed.set()
+
+
+class ProxyService:
+    """A running proxy: router, web app, tunnel server."""
+
+    def __init__(self, identity: ProxyIdentity, settings: ProxySettings, auth: AuthClient) -> None:
+        self.identity = identity
+        self.settings = settings
+        self.auth = auth
+        self.tls = server_context(
+            identity.cert_pem,
+            identity.key_pem,
+            client_cas=[identity.user_ca_pem, identity.host_ca_pem],
+            require_client_cert=False,
+            alpn=[TUNNEL_ALPN, MONGODB_ALPN, "http/1.1"],
+        )
+        self.tunnels = TunnelServer(authorize_agent=self._authorize_agent)
+        self.web = ProxyWeb(
+            auth=auth,
+            cluster_name=identity.cluster_name,
+            public_addr=settings.public_addr,
+            second_factor=settings.second_factor,
+        )
+        self._runner = web.AppRunner(self.web.application(), access_log=None, handle_signals=False)
+        self.router = Router(
+            {AUTH_ALPN: self._route_auth, TUNNEL_ALPN: self._route_tunnel},
+            self._route_web,
+        )
+        self._listener: socket.socket | None = None
+        self._serve_task: asyncio.Task[None] | None = None
+        self.address: tuple[str, int] = (settings.listen_host, settings.listen_port)
+
+    async def start(self) -> None:
+        """Listen and serve."""
+        await self._runner.setup()
+        family = socket.AF_INET6 if ":" in self.settings.listen_host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.settings.listen_host, self.settings.listen_port))
+        listener.listen(512)
+        listener.setblocking(False)
+        self._listener = listener
+        bound = listener.getsockname()
+        self.address = (str(bound[0]), int(bound[1]))
+        self._serve_task = asyncio.create_task(self.router.serve(listener))
+        log.info("proxy on %s:%d (public address %s)", *self.address, self.settings.public_addr)
+
+    async def close(self) -> None:
+        """Stop accepting, end connections, stop the web app."""
+        await self.router.close()
+        if self._serve_task is not None:
+            self._serve_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._serve_task
+        if self._listener is not None:
+            self._listener.close()
+        await self._runner.cleanup()
+        await self.auth.close()
+
+    async def _authorize_agent(self, ssl_object: ssl.SSLObject) -> str:
+        cert = peer_certificate(ssl_object)
+        if cert is None:
+            raise AccessDenied("a database agent must present its host certificate")
+        identity = verify_certificate(
+            cert,
+            load_certificate(self.identity.host_ca_pem),
+            cluster=self.identity.cluster_name,
+            kinds={IdentityKind.HOST},
+        )
+        if identity.host_role is not HostRole.DB or identity.host_id is None:
+            raise AccessDenied(f"host {identity.name} is not a database agent")
+        return identity.host_id
+
+    async def _route_auth(self, sock: socket.socket, hello: ClientHello) -> None:
+        await splice(sock, self.settings.auth_host, self.settings.auth_port)
+
+    async def _route_tunnel(self, sock: socket.socket, hello: ClientHello) -> None:
+        reader, writer = await accept_tls(sock, self.tls)
+        await self.tunnels.handle(reader, writer)
+
+    async def _route_web(self, sock: socket.socket, hello: ClientHello) -> None:
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        if server is None:
+            return
+        closed = asyncio.Event()
+
+        def protocol_factory() -> asyncio.BaseProtocol:
+            return _NotifyOnClose(server(), closed)
+
+        transport, _protocol = await loop.connect_accepted_socket(
+            protocol_factory, sock=sock, ssl=self.tls, ssl_handshake_timeout=10.0
+        )
+        try:
+            # aiohttp owns the connection now; the router keeps its slot until it closes.
+            await closed.wait()
+        finally:
+            transport.close()

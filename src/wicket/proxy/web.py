@@ -1,0 +1,198 @@
+"""The proxy's web side: discovery (`/v1/webapi/find`), login, the invite page, install script.
+
+It holds no state: logins and invites are forwarded to the auth service with the
+proxy's host identity; the password or invite token in the request is what
+authenticates the user there.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import logging
+from typing import Any
+
+import segno
+from aiohttp import web
+
+from wicket import __version__
+from wicket.api.client import AuthClient
+from wicket.api.errors import error_body
+from wicket.errors import BadParameter, WicketError
+
+log = logging.getLogger("wicket.proxy")
+
+MAX_FORM_BYTES = 64 * 1024
+MIN_CLIENT_VERSION = "0.1.0"
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} · Wicket</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem; }}
+label {{ display: block; margin-top: 1rem; }} input {{ width: 100%; padding: .4rem; }}
+button {{ margin-top: 1.5rem; padding: .5rem 1.2rem; }} .error {{ color: #b00020; }}
+code {{ background: #f3f3f3; padding: .1rem .3rem; }}
+</style></head><body><h1>{title}</h1>{body}</body></html>"""
+
+
+def page(title: str, body: str, status: int = 200) -> web.Response:
+    """An HTML page in the house style."""
+    text = PAGE.format(title=html.escape(title), body=body)
+    return web.Response(text=text, content_type="text/html", status=status)
+
+
+class ProxyWeb:
+    """Handlers of the proxy's HTTPS side."""
+
+    def __init__(
+        self,
+        *,
+        auth: AuthClient,
+        cluster_name: str,
+        public_addr: str,
+        second_factor: str,
+        install_script: str | None = None,
+    ) -> None:
+        self.auth = auth
+        self.cluster_name = cluster_name
+        self.public_addr = public_addr
+        self.second_factor = second_factor
+        self.install_script = install_script
+
+    def application(self) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application(middlewares=[self._errors], client_max_size=MAX_FORM_BYTES)
+        app.add_routes(
+            [
+                web.get("/v1/webapi/find", self.find),
+                web.get("/v1/webapi/ping", self.ping),
+                web.get("/v1/webapi/cluster", self.cluster),
+                web.post("/v1/webapi/login", self.login),
+                web.get("/web/invite/{token}", self.invite_page),
+                web.post("/web/invite/{token}", self.invite_submit),
+            ]
+        )
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except WicketError as error:
+            status, body = error_body(error)
+            return web.json_response(body, status=status)
+
+    def _find_document(self) -> dict[str, Any]:
+        return {
+            "server_version": __version__,
+            "min_client_version": MIN_CLIENT_VERSION,
+            "cluster_name": self.cluster_name,
+            "auth": {"type": "local", "second_factor": self.second_factor},
+            "proxy": {
+                "public_addr": self.public_addr,
+                "tls_routing_enabled": True,
+                "alpn": ["wicket-auth", "wicket-tunnel", "wicket-mongodb"],
+            },
+        }
+
+    async def find(self, request: web.Request) -> web.Response:
+        """What a client needs before logging in (the guide's `curl .../find | jq`)."""
+        return web.json_response(self._find_document())
+
+    async def ping(self, request: web.Request) -> web.Response:
+        """Liveness, with the same facts as find."""
+        return web.json_response(self._find_document())
+
+    async def cluster(self, request: web.Request) -> web.Response:
+        """The cluster's public CA certificates and pin, for `wsh login` to check."""
+        return web.json_response(await self.auth.get("/v1/cluster"))
+
+    async def login(self, request: web.Request) -> web.Response:
+        """Forward a login (user, password, otp, public key) to the auth service."""
+        body = await _json_body(request)
+        allowed = {"user", "password", "otp", "public_key_pem", "ttl_seconds"}
+        result = await self.auth.post("/v1/login", {k: v for k, v in body.items() if k in allowed})
+        return web.json_response(result)
+
+    async def invite_page(self, request: web.Request) -> web.Response:
+        """The page where an invited user sets a password (and enrolls TOTP)."""
+        token = request.match_info["token"]
+        try:
+            info = await self.auth.get(f"/v1/invites/{token}")
+        except WicketError as error:
+            return page("Invite not valid", f'<p class="error">{html.escape(str(error))}</p>', 404)
+        return page("Set up your account", self._invite_form(info, None))
+
+    def _invite_form(self, info: dict[str, Any], error: str | None) -> str:
+        user = html.escape(str(info.get("user", "")))
+        parts = [
+            f"<p>Welcome, <strong>{user}</strong>. Choose a password for cluster "
+            f"<code>{html.escape(self.cluster_name)}</code>.</p>"
+        ]
+        if error:
+            parts.append(f'<p class="error" id="error">{html.escape(error)}</p>')
+        parts.append('<form method="post" id="invite">')
+        parts.append(
+            '<label>Password (at least 12 characters)<input type="password" name="password" '
+            'id="password" autocomplete="new-password" required minlength="12"></label>'
+            '<label>Confirm password<input type="password" name="confirm" id="confirm" '
+            'autocomplete="new-password" required></label>'
+        )
+        otp_uri = info.get("otp_uri")
+        if info.get("otp_required") and isinstance(otp_uri, str):
+            buffer = io.BytesIO()
+            segno.make(otp_uri, error="m").save(buffer, kind="svg", scale=4, xmldecl=False)
+            parts.append(
+                "<p>Scan this code with your authenticator app, then enter the code it shows:</p>"
+                f'<div id="otp-qr">{buffer.getvalue().decode()}</div>'
+                f'<p><small>Or enter the secret by hand: <code id="otp-uri">'
+                f"{html.escape(otp_uri)}</code></small></p>"
+                '<label>One-time code<input name="otp" id="otp" inputmode="numeric" '
+                'autocomplete="one-time-code" required></label>'
+            )
+        parts.append('<button type="submit" id="submit">Create account</button></form>')
+        return "".join(parts)
+
+    async def invite_submit(self, request: web.Request) -> web.Response:
+        """Complete the invite; show the next step or the form again with the error."""
+        token = request.match_info["token"]
+        form = await request.post()
+        password = str(form.get("password", ""))
+        confirm = str(form.get("confirm", ""))
+        otp = form.get("otp")
+        try:
+            info = await self.auth.get(f"/v1/invites/{token}")
+        except WicketError as error:
+            return page("Invite not valid", f'<p class="error">{html.escape(str(error))}</p>', 404)
+        if password != confirm:
+            return page("Set up your account", self._invite_form(info, "Passwords do not match."))
+        try:
+            result = await self.auth.post(
+                f"/v1/invites/{token}",
+                {"password": password, "otp": str(otp) if otp is not None else None},
+            )
+        except WicketError as error:
+            return page("Set up your account", self._invite_form(info, str(error)), 400)
+        user = html.escape(str(result["user"]["name"]))
+        command = f"wsh login --proxy={html.escape(self.public_addr)} --user={user}"
+        return page(
+            "Account ready",
+            '<p id="done">Your password is set. Log in from a terminal:</p>'
+            f"<p><code>{command}</code></p>",
+        )
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.content.read(MAX_FORM_BYTES + 1)
+    if len(raw) > MAX_FORM_BYTES:
+        raise BadParameter("request body is too large")
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise BadParameter(f"request body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadParameter("request body must be a JSON object")
+    return data
