@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,13 @@ def _read(path: Path) -> bytes:
 def identity_from_directory(directory: Path) -> ClientIdentity:
     """An admin identity directory: cert.pem, key.pem, cluster.json with cas and auth_addr."""
     directory = Path(directory)
-    if not directory.is_dir():
+    try:
+        is_dir = stat.S_ISDIR(directory.stat().st_mode)
+    except FileNotFoundError:
+        is_dir = False
+    except PermissionError:
+        raise NoIdentity(f"cannot read {directory}: permission denied (run wctl as root?)") from None
+    if not is_dir:
         raise NoIdentity(f"identity directory {directory} does not exist")
     try:
         info: Any = json.loads(_read(directory / "cluster.json"))
@@ -130,11 +137,12 @@ def resolve_identity(
         config = load_config(path)
         if config.auth_service.enabled:
             admin = Path(config.wicket.data_dir) / "admin"
-            if not (admin / "cert.pem").exists() and not admin.is_dir():
+            try:
+                return identity_from_directory(admin)
+            except NoIdentity as error:
                 raise NoIdentity(
-                    f"{admin} does not exist: start the auth service first (wicket start -c {path})"
-                )
-            return identity_from_directory(admin)
+                    f"{error}; the auth service writes it on start (wicket start -c {path})"
+                ) from None
     profile = store.current()
     if profile is not None:
         return identity_from_profile(profile)
