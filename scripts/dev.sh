@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 UV_VERSION=0.13.8
-APT_PACKAGES=(tmux jq curl ca-certificates)
+APT_PACKAGES=(tmux jq curl ca-certificates chromium)
 
 log() { printf '==> %s\n' "$*" >&2; }
 

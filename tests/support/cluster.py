@@ -9,16 +9,29 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from localdocdb.localaws import free_port
 from wicket.api.client import AuthClient
 from wicket.tlsconfig import client_context
 
 START_TIMEOUT = 30.0
+T = TypeVar("T")
 BIN = Path(sys.executable).parent
+
+
+def run_coroutine(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion on a private loop in a worker thread.
+
+    Works whether or not the caller already runs an event loop (pytest-asyncio,
+    Playwright's sync API).
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()
 
 
 def wicket_bin(name: str = "wicket") -> str:
@@ -156,7 +169,7 @@ class Cluster:
             async with AuthClient(info["auth_addr"], context) as client:
                 return await client.call(method, path, body)
 
-        return asyncio.run(call())
+        return run_coroutine(call)
 
     def stop(self) -> None:
         """Stop every process this cluster started."""

@@ -1,0 +1,234 @@
+"""A real auth service and proxy (router + web side) on loopback, in a background thread.
+
+The CLIs under test call `asyncio.run` themselves, so the servers get their own
+event loop in a thread and click's CliRunner drives the CLIs in the test's thread.
+The proxy is assembled from the real parts the daemon wires: the ALPN router, the
+`wicket-auth` splice to the auth service and the web application (`ProxyWeb`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from wicket.api.client import AuthClient
+from wicket.authserver.api import host_certificate_for_self
+from wicket.authserver.server import AuthServer, AuthSettings
+from wicket.auth.users import SecondFactor
+from wicket.backend.sqlite import SQLiteBackend
+from wicket.identity import HostRole
+from wicket.pki.keys import generate_private_key, private_key_pem
+from wicket.pki.pem import certificate_pem
+from wicket.proxy.router import Router, splice
+from wicket.proxy.web import ProxyWeb
+from wicket.tlsconfig import client_context, server_context
+from wicket.wire.tls_hello import ClientHello
+
+T = TypeVar("T")
+TIMEOUT = 30.0
+PASSWORD = "correct horse battery staple"
+
+
+class LoopThread:
+    """An asyncio loop running in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = TIMEOUT) -> T:
+        """Run a coroutine on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        """Stop the loop and join the thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=TIMEOUT)
+        self.loop.close()
+
+
+@dataclass
+class Cluster:
+    """A running auth service (and proxy) plus the handles tests need."""
+
+    data_dir: Path
+    loop: LoopThread
+    backend: SQLiteBackend | None = None
+    auth: AuthServer | None = None
+    proxy_port: int = 0
+    _router: Router | None = None
+    _serving: asyncio.Task[None] | None = None
+    _web: web.AppRunner | None = None
+    _proxy_client: AuthClient | None = None
+    _listener: socket.socket | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def admin_dir(self) -> Path:
+        """The local admin identity directory wctl uses."""
+        return self.data_dir / "admin"
+
+    @property
+    def proxy_addr(self) -> str:
+        """HOST:PORT of the proxy."""
+        return f"127.0.0.1:{self.proxy_port}"
+
+    @property
+    def pin(self) -> str:
+        """The cluster's CA pin."""
+        assert self.auth is not None
+        return self.auth.cluster.host.pin()
+
+    def admin_call(self, method: str, path: str, body: Any = None) -> Any:
+        """An API call as the local admin (setup and checks, not what is under test)."""
+        info = json.loads((self.admin_dir / "cluster.json").read_text())
+        context = client_context(
+            ca_pems=[info["cas"]["host"].encode()],
+            cert_chain_pem=(self.admin_dir / "cert.pem").read_bytes(),
+            key_pem=(self.admin_dir / "key.pem").read_bytes(),
+        )
+
+        async def call() -> Any:
+            async with AuthClient(info["auth_addr"], context) as client:
+                return await client.call(method, path, body)
+
+        return self.loop.run(call())
+
+    def add_user(self, name: str, roles: list[str], traits: dict[str, list[str]]) -> None:
+        """Create a user and set their password through the invite (as the invite page does)."""
+        answer = self.admin_call("POST", "/v1/users", {"name": name, "roles": roles, "traits": traits})
+        token = urlsplit(answer["invite_url"]).path.rsplit("/", 1)[-1]
+        self.admin_call("POST", f"/v1/invites/{token}", {"password": PASSWORD})
+
+    def heartbeat(self, host_id: str, hostname: str, databases: list[dict[str, Any]]) -> None:
+        """Record a database agent's heartbeat straight in the domain service."""
+        assert self.auth is not None
+        from wicket.auth.databases import database_from_resource
+
+        service = self.auth.api.databases
+        parsed = [database_from_resource(item) for item in databases]
+        self.loop.run(service.heartbeat(host_id, hostname, parsed))
+
+
+async def _start(cluster: Cluster, second_factor: SecondFactor, with_proxy: bool) -> None:
+    cluster.backend = await SQLiteBackend.open(cluster.data_dir / "wicket.db")
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    cluster._listener = listener
+    cluster.proxy_port = listener.getsockname()[1]
+    cluster.auth = await AuthServer.start(
+        cluster.backend,
+        AuthSettings(
+            cluster_name="example.com",
+            host="127.0.0.1",
+            port=0,
+            data_dir=cluster.data_dir,
+            nodename="test",
+            second_factor=second_factor,
+            proxy_public_addr=(
+                cluster.proxy_addr if with_proxy else "proxy.example.com:3080"
+            ),
+        ),
+    )
+    if with_proxy:
+        await _start_proxy(cluster, second_factor)
+
+
+async def _start_proxy(cluster: Cluster, second_factor: SecondFactor) -> None:
+    assert cluster.auth is not None and cluster._listener is not None
+    authorities = cluster.auth.cluster
+    key = generate_private_key()
+    cert = host_certificate_for_self(
+        authorities,
+        key.public_key(),
+        host_id="proxy-test",
+        role=HostRole.PROXY,
+        dns_names=["localhost"],
+        ip_addresses=["127.0.0.1"],
+    )
+    cert_pem, key_pem = certificate_pem(cert), private_key_pem(key)
+    auth_host, auth_port = cluster.auth.address
+    cluster._proxy_client = AuthClient(
+        f"{auth_host}:{auth_port}",
+        client_context(
+            ca_pems=[authorities.host.cert_pem()], cert_chain_pem=cert_pem, key_pem=key_pem
+        ),
+    )
+    site = ProxyWeb(
+        auth=cluster._proxy_client,
+        cluster_name=authorities.name,
+        public_addr=cluster.proxy_addr,
+        second_factor=second_factor.value,
+    )
+    runner = web.AppRunner(site.application(), access_log=None, handle_signals=False)
+    await runner.setup()
+    cluster._web = runner
+    web_context = server_context(cert_pem, key_pem, alpn=["http/1.1"])
+
+    async def web_route(sock: socket.socket, hello: ClientHello) -> None:
+        # The transport gets its own descriptor: the router closes `sock` when we return.
+        server = runner.server
+        assert server is not None
+        await asyncio.get_running_loop().connect_accepted_socket(
+            server, sock=sock.dup(), ssl=web_context, ssl_handshake_timeout=10
+        )
+
+    async def auth_route(sock: socket.socket, hello: ClientHello) -> None:
+        await splice(sock, auth_host, auth_port)
+
+    cluster._router = Router({"wicket-auth": auth_route}, web_route)
+    cluster._serving = asyncio.create_task(cluster._router.serve(cluster._listener))
+
+
+async def _stop(cluster: Cluster) -> None:
+    if cluster._router is not None:
+        await cluster._router.close()
+    if cluster._serving is not None:
+        cluster._serving.cancel()
+        await asyncio.gather(cluster._serving, return_exceptions=True)
+    if cluster._web is not None:
+        await cluster._web.cleanup()
+    if cluster._proxy_client is not None:
+        await cluster._proxy_client.close()
+    if cluster.auth is not None:
+        await cluster.auth.close()
+    if cluster.backend is not None:
+        await cluster.backend.close()
+    if cluster._listener is not None:
+        cluster._listener.close()
+
+
+def start_cluster(
+    data_dir: Path,
+    *,
+    second_factor: SecondFactor = SecondFactor.OFF,
+    with_proxy: bool = False,
+) -> Cluster:
+    """Start an auth service (and, with `with_proxy`, a proxy) on loopback."""
+    cluster = Cluster(data_dir, LoopThread())
+    try:
+        cluster.loop.run(_start(cluster, second_factor, with_proxy))
+    except BaseException:
+        stop_cluster(cluster)
+        raise
+    return cluster
+
+
+def stop_cluster(cluster: Cluster) -> None:
+    """Stop everything `start_cluster` started."""
+    try:
+        cluster.loop.run(_stop(cluster))
+    finally:
+        cluster.loop.stop()
