@@ -52,11 +52,22 @@ need_mongosh() {
     fi
 }
 
+need_wheel() {
+    # The proxy serves this wheel to `curl https://PROXY/scripts/install.sh | sudo bash`.
+    local version
+    version=$(.venv/bin/python -c 'import wicket; print(wicket.__version__)')
+    if [ ! -f "dist/wicket-$version-py3-none-any.whl" ]; then
+        log "building dist/wicket-$version-py3-none-any.whl"
+        uv build --quiet --wheel --out-dir dist .
+    fi
+}
+
 setup() {
     need_apt
     need_uv
     need_python
     need_mongosh
+    need_wheel
     export PATH="$ROOT/.venv/bin:$ROOT/tools/mongosh/node_modules/.bin:$PATH"
 }
 

@@ -168,6 +168,7 @@ class Daemon:
                 auth_host=_connect_host(auth_host),
                 auth_port=auth_port,
                 second_factor=self.config.auth_service.authentication.second_factor.value,
+                data_dir=self.config.wicket.data_dir,
             ),
             auth_client,
         )

@@ -106,7 +106,9 @@ def _traits(pairs: tuple[str, ...]) -> dict[str, list[str]]:
     for pair in pairs:
         name, sep, values = pair.partition("=")
         if not sep or not name.strip():
-            raise click.BadParameter(f"{pair!r} is not NAME=VALUE[,VALUE...]", param_hint="--traits")
+            raise click.BadParameter(
+                f"{pair!r} is not NAME=VALUE[,VALUE...]", param_hint="--traits"
+            )
         traits.setdefault(name.strip(), []).extend(_csv(values))
     return traits
 
@@ -490,7 +492,10 @@ async def _create_one(client: AuthClient, resource: Any, overwrite: bool) -> str
     label = f'{kind.value} "{name}"'
     if isinstance(resource, UserResource):
         path = f"/v1/users/{_segment(name)}"
-        spec = {"roles": list(resource.spec.roles), "traits": {k: list(v) for k, v in resource.spec.traits.items()}}
+        spec = {
+            "roles": list(resource.spec.roles),
+            "traits": {k: list(v) for k, v in resource.spec.traits.items()},
+        }
         if await _exists(client, path):
             if not overwrite:
                 raise AlreadyExists(f"{label} already exists (use -f to overwrite)")
@@ -601,7 +606,11 @@ def db_ls(s: Session, output: str) -> None:
             },
         )
         entry["agents"].append(
-            {"host_id": server["host_id"], "hostname": server["hostname"], "expires": server["expires"]}
+            {
+                "host_id": server["host_id"],
+                "hostname": server["hostname"],
+                "expires": server["expires"],
+            }
         )
     listed = [databases[name] for name in sorted(databases)]
     if output != "text":

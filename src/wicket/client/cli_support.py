@@ -38,7 +38,9 @@ class ErrorReportingGroup(click.Group):
         except WicketError as error:
             raise fail(self.program, str(error)) from None
         except OSError as error:
-            raise fail(self.program, f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")) from None
+            raise fail(
+                self.program, f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
+            ) from None
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:

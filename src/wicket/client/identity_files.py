@@ -83,7 +83,9 @@ def identity_from_directory(directory: Path) -> ClientIdentity:
     except FileNotFoundError:
         is_dir = False
     except PermissionError:
-        raise NoIdentity(f"cannot read {directory}: permission denied (run wctl as root?)") from None
+        raise NoIdentity(
+            f"cannot read {directory}: permission denied (run wctl as root?)"
+        ) from None
     if not is_dir:
         raise NoIdentity(f"identity directory {directory} does not exist")
     try:

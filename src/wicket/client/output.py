@@ -54,7 +54,9 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 
 
 def _line(values: Sequence[str], widths: Sequence[int]) -> str:
-    return "  ".join(value.ljust(width) for value, width in zip(values, widths, strict=True)).rstrip()
+    return "  ".join(
+        value.ljust(width) for value, width in zip(values, widths, strict=True)
+    ).rstrip()
 
 
 def render_json(data: Any) -> str:

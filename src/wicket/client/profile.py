@@ -261,8 +261,12 @@ class ProfileStore:
         key_pem: bytes,
         cert_pem: bytes,
         cluster: ClusterInfo,
+        remember_pin: bool = True,
     ) -> Profile:
-        """Store a login's key, certificate and cluster CAs; make it the current profile."""
+        """Store a login's key, certificate and cluster CAs; make it the current profile.
+
+        `remember_pin=False` (an `--insecure` login) leaves the remembered pins alone.
+        """
         proxy = check_proxy(proxy)
         user = check_user(user)
         profile = Profile(proxy, user, cluster.cluster_name, self.key_directory(proxy, user))
@@ -278,7 +282,8 @@ class ProfileStore:
             "logged_in": datetime.now(UTC).isoformat(),
         }
         data["current"] = proxy
-        data["trusted"][proxy] = cluster.pin
+        if remember_pin:
+            data["trusted"][proxy] = cluster.pin
         self._save(data)
         if old is not None and old.directory != profile.directory:
             shutil.rmtree(old.directory, ignore_errors=True)

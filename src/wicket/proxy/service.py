@@ -14,6 +14,7 @@ import logging
 import socket
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -55,6 +56,7 @@ class ProxySettings:
     auth_host: str
     auth_port: int
     second_factor: str
+    data_dir: Path | None = None
 
 
 class _NotifyOnClose(asyncio.Protocol):
@@ -106,6 +108,8 @@ class ProxyService:
             cluster_name=identity.cluster_name,
             public_addr=settings.public_addr,
             second_factor=settings.second_factor,
+            host_ca_pem=identity.host_ca_pem.decode(),
+            data_dir=settings.data_dir,
         )
         self._runner = web.AppRunner(self.web.application(), access_log=None, handle_signals=False)
         self.router = Router(

@@ -11,6 +11,7 @@ import html
 import io
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import segno
@@ -19,7 +20,15 @@ from aiohttp import web
 from wicket import __version__
 from wicket.api.client import AuthClient
 from wicket.api.errors import error_body
-from wicket.errors import BadParameter, WicketError
+from wicket.errors import BadParameter, NotFound, UpstreamError, WicketError
+from wicket.proxy.install import (
+    SAFE_WHEEL,
+    WHEEL_NAME,
+    Wheel,
+    find_wheel,
+    render_script,
+    wheel_directories,
+)
 
 log = logging.getLogger("wicket.proxy")
 
@@ -53,13 +62,15 @@ class ProxyWeb:
         cluster_name: str,
         public_addr: str,
         second_factor: str,
-        install_script: str | None = None,
+        host_ca_pem: str,
+        data_dir: Path | None = None,
     ) -> None:
         self.auth = auth
         self.cluster_name = cluster_name
         self.public_addr = public_addr
         self.second_factor = second_factor
-        self.install_script = install_script
+        self.host_ca_pem = host_ca_pem
+        self.data_dir = data_dir
 
     def application(self) -> web.Application:
         """The aiohttp application."""
@@ -72,6 +83,8 @@ class ProxyWeb:
                 web.post("/v1/webapi/login", self.login),
                 web.get("/web/invite/{token}", self.invite_page),
                 web.post("/web/invite/{token}", self.invite_submit),
+                web.get("/scripts/install.sh", self.install_script),
+                web.get("/webapi/wheels/{name}", self.wheel),
             ]
         )
         return app
@@ -183,6 +196,33 @@ class ProxyWeb:
             '<p id="done">Your password is set. Log in from a terminal:</p>'
             f"<p><code>{command}</code></p>",
         )
+
+    def _wheel_or_error(self) -> Wheel:
+        wheel = find_wheel(self.data_dir)
+        if wheel is None:
+            places = ", ".join(str(p) for p in wheel_directories(self.data_dir))
+            raise UpstreamError(
+                f"this proxy has no {WHEEL_NAME} to install; put it in one of: {places}"
+            )
+        return wheel
+
+    async def install_script(self, request: web.Request) -> web.Response:
+        """The installer for this cluster's version (`curl .../scripts/install.sh | sudo bash`)."""
+        try:
+            wheel = self._wheel_or_error()
+        except UpstreamError as error:
+            script = f"#!/bin/sh\necho 'wicket install: {error}' >&2\nexit 1\n"
+            return web.Response(text=script, content_type="text/x-shellscript", status=503)
+        text = render_script(proxy=self.public_addr, wheel=wheel, ca_pem=self.host_ca_pem)
+        return web.Response(text=text, content_type="text/x-shellscript")
+
+    async def wheel(self, request: web.Request) -> web.StreamResponse:
+        """The wheel the install script downloads (only this version's)."""
+        name = request.match_info["name"]
+        wheel = self._wheel_or_error()
+        if not SAFE_WHEEL.match(name) or name != wheel.path.name:
+            raise NotFound(f"no wheel named {name}; this proxy serves {wheel.path.name}")
+        return web.FileResponse(wheel.path, headers={"Content-Type": "application/octet-stream"})
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

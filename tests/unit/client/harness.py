@@ -2,8 +2,8 @@
 
 The CLIs under test call `asyncio.run` themselves, so the servers get their own
 event loop in a thread and click's CliRunner drives the CLIs in the test's thread.
-The proxy is assembled from the real parts the daemon wires: the ALPN router, the
-`wicket-auth` splice to the auth service and the web application (`ProxyWeb`).
+The proxy is the real `ProxyService` (ALPN router, `wicket-auth` splice to the auth
+service, web side), given a host certificate as the daemon gives it one.
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ import json
 import socket
 import threading
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
-
-from aiohttp import web
 
 from wicket.api.client import AuthClient
 from wicket.authserver.api import host_certificate_for_self
@@ -28,10 +26,8 @@ from wicket.backend.sqlite import SQLiteBackend
 from wicket.identity import HostRole
 from wicket.pki.keys import generate_private_key, private_key_pem
 from wicket.pki.pem import certificate_pem
-from wicket.proxy.router import Router, splice
-from wicket.proxy.web import ProxyWeb
-from wicket.tlsconfig import client_context, server_context
-from wicket.wire.tls_hello import ClientHello
+from wicket.proxy.service import ProxyIdentity, ProxyService, ProxySettings
+from wicket.tlsconfig import client_context
 
 T = TypeVar("T")
 TIMEOUT = 30.0
@@ -66,12 +62,7 @@ class Cluster:
     backend: SQLiteBackend | None = None
     auth: AuthServer | None = None
     proxy_port: int = 0
-    _router: Router | None = None
-    _serving: asyncio.Task[None] | None = None
-    _web: web.AppRunner | None = None
-    _proxy_client: AuthClient | None = None
-    _listener: socket.socket | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    proxy: ProxyService | None = None
 
     @property
     def admin_dir(self) -> Path:
@@ -106,7 +97,9 @@ class Cluster:
 
     def add_user(self, name: str, roles: list[str], traits: dict[str, list[str]]) -> None:
         """Create a user and set their password through the invite (as the invite page does)."""
-        answer = self.admin_call("POST", "/v1/users", {"name": name, "roles": roles, "traits": traits})
+        answer = self.admin_call(
+            "POST", "/v1/users", {"name": name, "roles": roles, "traits": traits}
+        )
         token = urlsplit(answer["invite_url"]).path.rsplit("/", 1)[-1]
         self.admin_call("POST", f"/v1/invites/{token}", {"password": PASSWORD})
 
@@ -120,14 +113,15 @@ class Cluster:
         self.loop.run(service.heartbeat(host_id, hostname, parsed))
 
 
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 async def _start(cluster: Cluster, second_factor: SecondFactor, with_proxy: bool) -> None:
     cluster.backend = await SQLiteBackend.open(cluster.data_dir / "wicket.db")
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    cluster._listener = listener
-    cluster.proxy_port = listener.getsockname()[1]
+    cluster.proxy_port = _free_port()
     cluster.auth = await AuthServer.start(
         cluster.backend,
         AuthSettings(
@@ -137,9 +131,7 @@ async def _start(cluster: Cluster, second_factor: SecondFactor, with_proxy: bool
             data_dir=cluster.data_dir,
             nodename="test",
             second_factor=second_factor,
-            proxy_public_addr=(
-                cluster.proxy_addr if with_proxy else "proxy.example.com:3080"
-            ),
+            proxy_public_addr=(cluster.proxy_addr if with_proxy else "proxy.example.com:3080"),
         ),
     )
     if with_proxy:
@@ -147,7 +139,8 @@ async def _start(cluster: Cluster, second_factor: SecondFactor, with_proxy: bool
 
 
 async def _start_proxy(cluster: Cluster, second_factor: SecondFactor) -> None:
-    assert cluster.auth is not None and cluster._listener is not None
+    """The real proxy service, wired as the daemon wires it."""
+    assert cluster.auth is not None
     authorities = cluster.auth.cluster
     key = generate_private_key()
     cert = host_certificate_for_self(
@@ -158,56 +151,44 @@ async def _start_proxy(cluster: Cluster, second_factor: SecondFactor) -> None:
         dns_names=["localhost"],
         ip_addresses=["127.0.0.1"],
     )
-    cert_pem, key_pem = certificate_pem(cert), private_key_pem(key)
+    identity = ProxyIdentity(
+        cluster_name=authorities.name,
+        cert_pem=certificate_pem(cert),
+        key_pem=private_key_pem(key),
+        user_ca_pem=authorities.user.cert_pem(),
+        host_ca_pem=authorities.host.cert_pem(),
+    )
     auth_host, auth_port = cluster.auth.address
-    cluster._proxy_client = AuthClient(
+    client = AuthClient(
         f"{auth_host}:{auth_port}",
         client_context(
-            ca_pems=[authorities.host.cert_pem()], cert_chain_pem=cert_pem, key_pem=key_pem
+            ca_pems=[identity.host_ca_pem],
+            cert_chain_pem=identity.cert_pem,
+            key_pem=identity.key_pem,
         ),
     )
-    site = ProxyWeb(
-        auth=cluster._proxy_client,
-        cluster_name=authorities.name,
-        public_addr=cluster.proxy_addr,
-        second_factor=second_factor.value,
+    cluster.proxy = ProxyService(
+        identity,
+        ProxySettings(
+            listen_host="127.0.0.1",
+            listen_port=cluster.proxy_port,
+            public_addr=cluster.proxy_addr,
+            auth_host=auth_host,
+            auth_port=auth_port,
+            second_factor=second_factor.value,
+        ),
+        client,
     )
-    runner = web.AppRunner(site.application(), access_log=None, handle_signals=False)
-    await runner.setup()
-    cluster._web = runner
-    web_context = server_context(cert_pem, key_pem, alpn=["http/1.1"])
-
-    async def web_route(sock: socket.socket, hello: ClientHello) -> None:
-        # The transport gets its own descriptor: the router closes `sock` when we return.
-        server = runner.server
-        assert server is not None
-        await asyncio.get_running_loop().connect_accepted_socket(
-            server, sock=sock.dup(), ssl=web_context, ssl_handshake_timeout=10
-        )
-
-    async def auth_route(sock: socket.socket, hello: ClientHello) -> None:
-        await splice(sock, auth_host, auth_port)
-
-    cluster._router = Router({"wicket-auth": auth_route}, web_route)
-    cluster._serving = asyncio.create_task(cluster._router.serve(cluster._listener))
+    await cluster.proxy.start()
 
 
 async def _stop(cluster: Cluster) -> None:
-    if cluster._router is not None:
-        await cluster._router.close()
-    if cluster._serving is not None:
-        cluster._serving.cancel()
-        await asyncio.gather(cluster._serving, return_exceptions=True)
-    if cluster._web is not None:
-        await cluster._web.cleanup()
-    if cluster._proxy_client is not None:
-        await cluster._proxy_client.close()
+    if cluster.proxy is not None:
+        await cluster.proxy.close()
     if cluster.auth is not None:
         await cluster.auth.close()
     if cluster.backend is not None:
         await cluster.backend.close()
-    if cluster._listener is not None:
-        cluster._listener.close()
 
 
 def start_cluster(
