@@ -8,6 +8,7 @@ logged-in `wsh` user through the proxy. Output is text by default, JSON/YAML whe
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -492,26 +493,23 @@ async def _create_one(client: AuthClient, resource: Any, overwrite: bool) -> str
     label = f'{kind.value} "{name}"'
     if isinstance(resource, UserResource):
         path = f"/v1/users/{_segment(name)}"
-        spec = {
-            "roles": list(resource.spec.roles),
-            "traits": {k: list(v) for k, v in resource.spec.traits.items()},
-        }
+        roles = list(resource.spec.roles)
+        given = {k: list(v) for k, v in resource.spec.traits.items()}
         if await _exists(client, path):
             if not overwrite:
                 raise AlreadyExists(f"{label} already exists (use -f to overwrite)")
             current = await client.get(path)
-            traits = {trait: [] for trait in current.get("traits", {})}
-            traits.update(spec["traits"])
-            await client.put(path, {"roles": spec["roles"], "traits": traits})
+            # Traits the file leaves out are removed (an empty list removes a trait).
+            traits: dict[str, list[str]] = {trait: [] for trait in current.get("traits", {})}
+            traits.update(given)
+            await client.put(path, {"roles": roles, "traits": traits})
             return f"{label} has been updated\n"
-        answer = await client.post("/v1/users", {"name": name, **spec})
+        answer = await client.post("/v1/users", {"name": name, "roles": roles, "traits": given})
         return f"{label} has been created\n" + _invite_message(name, answer, reset=False)
     if isinstance(resource, TokenResource):
         if overwrite:
-            try:
+            with contextlib.suppress(NotFound):
                 await client.delete(f"/v1/tokens/{_segment(name)}")
-            except NotFound:
-                pass
         ttl = resource.spec.ttl or timedelta(minutes=30)
         if resource.metadata.expires is not None:
             ttl = resource.metadata.expires - datetime.now(UTC)

@@ -228,7 +228,8 @@ def login(
     trust_cluster(store=store, proxy=proxy, cluster=cluster, ca_pin=ca_pin, insecure=insecure)
     web = _web_client(proxy, cluster, insecure)
     find = run(web.find())
-    auth = find.get("auth") if isinstance(find.get("auth"), dict) else {}
+    auth_info = find.get("auth")
+    auth: dict[str, Any] = auth_info if isinstance(auth_info, dict) else {}
     password = (
         _read_password_stdin()
         if password_stdin
@@ -326,14 +327,13 @@ def signup(
             confirmation_prompt="Confirm the password",
             err=True,
         )
-    if info.get("otp_required"):
-        if otp is None:
-            click.echo(
-                "Add this account to your authenticator app (a TOTP secret):\n"
-                f"  {info.get('otp_uri', '')}",
-                err=True,
-            )
-            otp = click.prompt("Enter the code your authenticator shows", err=True)
+    if info.get("otp_required") and otp is None:
+        click.echo(
+            "Add this account to your authenticator app (a TOTP secret):\n"
+            f"  {info.get('otp_uri', '')}",
+            err=True,
+        )
+        otp = click.prompt("Enter the code your authenticator shows", err=True)
     body = {"password": password, "otp": otp.strip() if otp else None}
 
     async def complete() -> Any:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-
 from tests.unit.client.harness import Cluster, start_cluster, stop_cluster
+
 from wicket.cli.wctl import cli
 
 PIN_PREFIX = "sha256:"

@@ -13,8 +13,8 @@ import pexpect
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-
 from tests.unit.client.harness import PASSWORD, Cluster, start_cluster, stop_cluster
+
 from wicket.cli.wsh import cli
 from wicket.identity import Identity, IdentityKind
 from wicket.pki.keys import load_private_key

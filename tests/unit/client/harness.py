@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from wicket.api.client import AuthClient
+from wicket.auth.users import SecondFactor
 from wicket.authserver.api import host_certificate_for_self
 from wicket.authserver.server import AuthServer, AuthSettings
-from wicket.auth.users import SecondFactor
 from wicket.backend.sqlite import SQLiteBackend
 from wicket.identity import HostRole
 from wicket.pki.keys import generate_private_key, private_key_pem
