@@ -156,6 +156,7 @@ class AuthAPI:
             web.delete("/v1/tokens/{id}", self.tokens_delete),
             web.get("/v1/databases", self.databases_list),
             web.get("/v1/databases/{name}", self.databases_get),
+            web.get("/v1/db_resources", self.db_resources),
             web.put("/v1/databases/{name}", self.databases_put),
             web.delete("/v1/databases/{name}", self.databases_delete),
             web.get("/v1/db_servers", self.db_servers),
@@ -233,6 +234,7 @@ class AuthAPI:
                     "db": self.cluster.db.pin(),
                 },
                 "ca_pin": self.cluster.host.pin(),
+                "proxy_public_addr": self.proxy_public_addr,
             }
         )
 
@@ -439,8 +441,14 @@ class AuthAPI:
         single_use = body.get("single_use", True)
         if not isinstance(single_use, bool):
             raise BadParameter('"single_use" must be true or false')
+        value = body.get("value")
+        if value is not None and not isinstance(value, str):
+            raise BadParameter('"value" must be a string')
         token, info = await self.tokens.create(
-            str(_text(body, "type")), timedelta(seconds=ttl_seconds), single_use=single_use
+            str(_text(body, "type")),
+            timedelta(seconds=ttl_seconds),
+            single_use=single_use,
+            value=value,
         )
         return web.json_response({"token": token, **info.to_public_dict()})
 
@@ -479,6 +487,11 @@ class AuthAPI:
                 entry["allowed_db_names"] = checker.allowed_db_names(database.labels)
             seen[database.name] = entry
         return web.json_response(list(seen.values()))
+
+    async def db_resources(self, request: web.Request) -> web.Response:
+        """Dynamic database resources, served by an agent or not (`wctl get db`)."""
+        await self.require(request, "db", "list")
+        return web.json_response([d.to_resource() for d in await self.databases.list()])
 
     async def databases_get(self, request: web.Request) -> web.Response:
         """One dynamic database resource."""

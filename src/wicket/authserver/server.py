@@ -142,11 +142,11 @@ class AuthServer:
             client_cas=[cluster.user.cert_pem(), cluster.host.cert_pem()],
             require_client_cert=False,
         )
-        runner = web.AppRunner(api.application(), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(
-            runner, settings.host, settings.port, ssl_context=context, shutdown_timeout=5
+        runner = web.AppRunner(
+            api.application(), access_log=None, handle_signals=False, shutdown_timeout=5
         )
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
         await site.start()
         bound = _bound_address(site, settings.host, settings.port)
         server = cls(api, runner, (str(bound[0]), int(bound[1])))

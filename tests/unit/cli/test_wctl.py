@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -331,7 +330,49 @@ def test_db_ls_shows_databases_and_agents(wctl: WctlRunner) -> None:
 
 
 def test_identity_from_environment_is_used(wctl: WctlRunner, tmp_path: Path) -> None:
-    assert os.environ.get("WICKET_IDENTITY") is None or True
     env = {**wctl.env, "WICKET_IDENTITY": str(tmp_path / "elsewhere")}
     result = CliRunner().invoke(cli, ["status"], env=env)
     assert "elsewhere does not exist" in failed(result)
+
+
+def test_wctl_through_a_wsh_login(tmp_path: Path) -> None:
+    from tests.unit.client.harness import PASSWORD
+
+    from wicket.cli.wsh import cli as wsh_cli
+
+    proxied = start_cluster(tmp_path / "data", with_proxy=True)
+    try:
+        proxied.add_user("ed", ["editor"], {})
+        proxied.add_user("al", ["access"], {})
+        for user in ("ed", "al"):
+            env = {"WSH_HOME": str(tmp_path / user)}
+            login = CliRunner().invoke(
+                wsh_cli,
+                [
+                    "login",
+                    f"--proxy={proxied.proxy_addr}",
+                    f"--user={user}",
+                    "--password-stdin",
+                    f"--ca-pin={proxied.pin}",
+                ],
+                env=env,
+                input=PASSWORD + "\n",
+            )
+            assert login.exit_code == 0, login.stderr
+        no_local = {"WICKET_CONFIG_FILE": str(tmp_path / "absent.yaml"), "WICKET_IDENTITY": ""}
+        editor = {**no_local, "WSH_HOME": str(tmp_path / "ed")}
+        status = CliRunner().invoke(
+            cli, ["-c", str(tmp_path / "absent.yaml"), "status"], env=editor
+        )
+        assert "absent.yaml" in failed(status)  # a config named explicitly must exist
+        status = CliRunner().invoke(cli, ["status"], env={**editor, "WICKET_CONFIG_FILE": ""})
+        assert ok(status).splitlines()[0] == "Cluster  example.com"
+        token = CliRunner().invoke(
+            cli, ["tokens", "add", "--type=db"], env={**editor, "WICKET_CONFIG_FILE": ""}
+        )
+        assert f"--proxy={proxied.proxy_addr}" in ok(token)
+        access = {**no_local, "WSH_HOME": str(tmp_path / "al"), "WICKET_CONFIG_FILE": ""}
+        denied = CliRunner().invoke(cli, ["users", "ls"], env=access)
+        assert 'wctl: user "al" (roles: access) may not list users' in failed(denied)
+    finally:
+        stop_cluster(proxied)

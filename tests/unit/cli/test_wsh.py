@@ -322,3 +322,50 @@ def test_first_login_asks_to_trust_the_cluster_on_a_terminal(
     finally:
         refused.close()
     assert refused.exitstatus == 1
+
+
+def test_signup_and_login_with_otp(tmp_path: Path) -> None:
+    import pyotp
+
+    from wicket.auth.users import SecondFactor
+
+    otp_cluster = start_cluster(tmp_path / "data", with_proxy=True, second_factor=SecondFactor.OTP)
+    try:
+        answer = otp_cluster.admin_call("POST", "/v1/users", {"name": "olga", "roles": ["access"]})
+        url = answer["invite_url"]
+        token = url.rsplit("/", 1)[-1]
+        info = otp_cluster.admin_call("GET", f"/v1/invites/{token}")
+        totp = pyotp.parse_uri(info["otp_uri"])
+        assert isinstance(totp, pyotp.TOTP)
+        wsh = Wsh(tmp_path / "home")
+        signup = wsh(
+            "signup",
+            url,
+            "--password-stdin",
+            f"--ca-pin={otp_cluster.pin}",
+            f"--otp={totp.now()}",
+            input=PASSWORD + "\n",
+        )
+        assert 'User "olga" is ready.' in ok(signup)
+        # Without --otp, login asks for the code after the password.
+        refused = wsh(
+            "login",
+            f"--proxy={otp_cluster.proxy_addr}",
+            "--user=olga",
+            "--password-stdin",
+            input=PASSWORD + "\n000000\n",
+        )
+        assert "Enter your OTP token" in refused.stderr
+        assert failed(refused).splitlines()[-1].startswith("wsh: ")
+        next_code = totp.at(datetime.now(UTC) + timedelta(seconds=30))
+        accepted = wsh(
+            "login",
+            f"--proxy={otp_cluster.proxy_addr}",
+            "--user=olga",
+            "--password-stdin",
+            f"--otp={next_code}",
+            input=PASSWORD + "\n",
+        )
+        assert "Logged in as: olga" in ok(accepted)
+    finally:
+        stop_cluster(otp_cluster)
