@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from wicket.api.errors import error_from_body
-from wicket.errors import Timeout, UpstreamError
+from wicket.errors import AccessDenied, Timeout, UpstreamError
 
 AUTH_SERVER_NAME = "wicket-auth"  # DNS SAN every auth service certificate carries
 AUTH_ALPN = "wicket-auth"
@@ -82,6 +82,17 @@ class AuthClient:
         except aiohttp.ClientConnectorCertificateError as exc:
             raise UpstreamError(
                 f"cannot verify the auth service at {self.address}: {exc.certificate_error}"
+            ) from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                raise UpstreamError(
+                    f"cannot reach the auth service at {self.address}: {exc.os_error}"
+                ) from exc
+            # TLS 1.3 reports a refused client certificate only as a closed connection.
+            raise AccessDenied(
+                f"the auth service at {self.address} closed the connection: if this call "
+                "presented a certificate, it was refused (expired, or issued by another "
+                "cluster's CA); log in again (wsh login) or use this cluster's identity"
             ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamError(
