@@ -459,7 +459,10 @@ async def _get(client: AuthClient, kind: ResourceKind, name: str | None) -> list
         return found
     served = {d["metadata"]["name"]: _db_resource(d) for d in await client.get("/v1/databases")}
     if name is None:
-        return [served[key] for key in sorted(served)]
+        # dynamic resources no agent serves yet, then everything being served
+        dynamic = {d["metadata"]["name"]: d for d in await client.get("/v1/db_resources")}
+        merged = {**dynamic, **served}
+        return [merged[key] for key in sorted(merged)]
     try:
         return [_db_resource(await client.get(f"/v1/databases/{_segment(name)}"))]
     except NotFound:

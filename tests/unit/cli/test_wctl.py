@@ -273,6 +273,9 @@ def test_create_users_dbs_and_stdin(wctl: WctlRunner, tmp_path: Path) -> None:
 
     db = yaml.safe_load(ok(wctl("get", "db/dyn-docdb")))
     assert db["spec"]["uri"] == "docdb.example.com:27017"
+    # listed even though no agent serves it yet
+    listed = list(yaml.safe_load_all(ok(wctl("get", "db"))))
+    assert [d["metadata"]["name"] for d in listed if d] == ["dyn-docdb"]
     assert ok(wctl("rm", "db/dyn-docdb")) == 'db "dyn-docdb" has been deleted\n'
     assert ok(wctl("rm", "user/dave")) == 'user "dave" has been deleted\n'
 
