@@ -143,3 +143,23 @@ def test_invite_page_enrolls_totp(browser: Browser, tmp_path: Path) -> None:
         assert proxy_login(cluster, "bob", PASSWORD, later)["status"] == 200
     finally:
         cluster.stop()
+
+
+def test_repeated_wrong_passwords_lock_the_account(tmp_path: Path) -> None:
+    cluster = start_cluster(tmp_path / "node", otp=False)
+    try:
+        created = cluster.admin_call(
+            "POST", "/v1/users", {"name": "carol", "roles": ["access"], "traits": {}}
+        )
+        token = created["invite_url"].rsplit("/", 1)[1]
+        cluster.admin_call("POST", f"/v1/invites/{token}", {"password": PASSWORD})
+        for _ in range(5):
+            failed = proxy_login(cluster, "carol", "not the password", None)
+            assert failed["status"] == 403
+        locked = proxy_login(cluster, "carol", PASSWORD, None)
+        assert locked["status"] == 403
+        message = locked["error"]["message"]
+        assert "locked" in message
+        assert "wctl users reset carol" in message
+    finally:
+        cluster.stop()

@@ -112,6 +112,20 @@ def test_kill_9_and_restart_keeps_everything(cluster: Cluster, tmp_path: Path) -
         {"name": "alice", "roles": ["access"], "traits": {"db_users": ["*"], "db_names": ["*"]}},
     )
     token = cluster.admin_call("POST", "/v1/tokens", {"type": "db", "ttl_seconds": 3600})
+    dynamic = {
+        "kind": "db",
+        "version": "v3",
+        "metadata": {"name": "reports", "labels": {"env": "prod"}},
+        "spec": {"protocol": "mongodb", "uri": "reports.example.com:27017"},
+    }
+    cluster.admin_call("PUT", "/v1/databases/reports", dynamic)
+    role = {
+        "kind": "role",
+        "version": "v1",
+        "metadata": {"name": "docdb-dev"},
+        "spec": {"allow": {"db_labels": {"env": "dev"}, "db_names": ["test"]}},
+    }
+    cluster.admin_call("PUT", "/v1/roles/docdb-dev", role)
     status_before = cluster.admin_call("GET", "/v1/status")
     cluster.processes[-1].kill()
     cluster.start()
@@ -124,3 +138,6 @@ def test_kill_9_and_restart_keeps_everything(cluster: Cluster, tmp_path: Path) -
         "auditor",
     }
     assert cluster.admin_call("GET", "/v1/status")["ca_pins"] == status_before["ca_pins"]
+    assert [d["metadata"]["name"] for d in cluster.admin_call("GET", "/v1/db_resources")] == [
+        "reports"
+    ]
