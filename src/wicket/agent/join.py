@@ -107,6 +107,7 @@ async def fetch_cluster_info(proxy_addr: str) -> dict[str, Any]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # nothing to verify with yet: the pin check follows
+    context.set_alpn_protocols(["http/1.1"])
     timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
     url = f"https://{proxy_addr}/v1/webapi/cluster"
     try:

@@ -26,8 +26,8 @@ from wicket.auth.store import encode_time
 from wicket.auth.tokens import TokenService
 from wicket.auth.users import LoginFailed, UserService
 from wicket.authserver.cluster import ClusterAuthorities
-from wicket.errors import AccessDenied, BadParameter, WicketError
-from wicket.identity import HostRole, Identity, IdentityKind
+from wicket.errors import AccessDenied, BadParameter, NotFound, WicketError
+from wicket.identity import DatabaseRoute, HostRole, Identity, IdentityKind
 from wicket.pki.authority import verify_certificate
 from wicket.pki.clock import utc_now
 from wicket.pki.keys import load_public_key
@@ -161,6 +161,7 @@ class AuthAPI:
             web.delete("/v1/databases/{name}", self.databases_delete),
             web.get("/v1/db_servers", self.db_servers),
             web.post("/v1/heartbeat", self.heartbeat),
+            web.post("/v1/certs/database", self.database_certificate),
         ]
         app.add_routes(routes)
         return app
@@ -521,6 +522,59 @@ class AuthAPI:
             await self.require(request, "db", "list")
         servers = await self.databases.servers()
         return web.json_response([s.to_public_dict() for s in servers])
+
+    async def database_certificate(self, request: web.Request) -> web.Response:
+        """A user certificate for one database route (`wsh db login`), capped by the caller's."""
+        identity = self.identity(request)
+        if identity is None or identity.kind is not IdentityKind.USER:
+            raise AccessDenied("database certificates are for logged-in users: run wsh login")
+        body = await read_json(request)
+        service = str(_text(body, "service"))
+        db_user = _text(body, "db_user", required=False)
+        db_name = _text(body, "db_name", required=False)
+        public_key = load_public_key(str(_text(body, "public_key_pem")).encode())
+        database = await self._find_database(service)
+        checker = await AccessChecker.for_identity(self.roles, identity.roles, identity.traits)
+        decision = checker.check_database(database.labels)
+        if not decision.allowed:
+            raise AccessDenied(f'access to database "{service}" denied: {decision.reason}')
+        if db_user is not None:
+            decision = checker.check_db_user(database.labels, db_user)
+            if not decision.allowed:
+                raise AccessDenied(decision.reason)
+        if db_name is not None:
+            decision = checker.check_db_name(database.labels, db_name)
+            if not decision.allowed:
+                raise AccessDenied(decision.reason)
+        route = DatabaseRoute(
+            service=service, protocol=database.protocol, db_user=db_user, db_name=db_name
+        )
+        now = utc_now()
+        remaining = (identity.expires - now) if identity.expires else self.session_ttl
+        if remaining <= timedelta(0):
+            raise AccessDenied("your session expired: run wsh login")
+        cert = self.cluster.user.issue(
+            public_key, identity.with_route(route), ttl=min(remaining, self.session_ttl)
+        )
+        return web.json_response(
+            {
+                "cert_pem": certificate_pem(cert).decode(),
+                "expires": encode_time(cert.not_valid_after_utc),
+                "database": database.to_resource(),
+                **self.cluster.public(),
+            }
+        )
+
+    async def _find_database(self, name: str) -> Database:
+        """A served database by name, else a dynamic one."""
+        for server in await self.databases.servers(name):
+            return server.database
+        try:
+            return await self.databases.get(name)
+        except NotFound:
+            raise NotFound(
+                f'database "{name}" not found: `wsh db ls` lists the ones you can use'
+            ) from None
 
     async def heartbeat(self, request: web.Request) -> web.Response:
         """A database agent says which databases it serves (expires unless repeated)."""

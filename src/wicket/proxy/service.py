@@ -14,16 +14,19 @@ import logging
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import cast
 from pathlib import Path
 
 from aiohttp import web
+from cryptography import x509
 
 from wicket.api.client import AUTH_ALPN, AuthClient
-from wicket.errors import AccessDenied
-from wicket.identity import HostRole, IdentityKind
+from wicket.errors import AccessDenied, WicketError
+from wicket.identity import HostRole, IdentityKind, identity_from_certificate
 from wicket.pki.authority import verify_certificate
 from wicket.pki.pem import load_certificate
-from wicket.proxy.router import Router, accept_tls, splice
+from wicket.proxy.router import STREAM_LIMIT, Router, accept_tls, splice
+from wicket.proxy.sessions import DatabaseSessions
 from wicket.proxy.web import ProxyWeb
 from wicket.tlsconfig import peer_certificate, server_context
 from wicket.tunnel.server import TunnelServer
@@ -57,6 +60,69 @@ class ProxySettings:
     auth_port: int
     second_factor: str
     data_dir: Path | None = None
+
+
+def _has_route(cert: x509.Certificate | None) -> bool:
+    """Whether a (not yet verified) certificate names a database: routing only, no trust."""
+    if cert is None:
+        return False
+    try:
+        return identity_from_certificate(cert).route is not None
+    except WicketError:
+        return False
+
+
+class _PendingConnection(asyncio.Protocol):
+    """Holds a fresh TLS connection's first bytes until the route is chosen."""
+
+    MAX_BUFFER = 64 * 1024
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.lost: Exception | None = None
+        self.is_lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TLS transport is not an asyncio.Transport subclass, but has its methods.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > self.MAX_BUFFER and self.transport is not None:
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.is_lost = True
+        self.lost = exc
+
+    def hand_over(self, protocol: asyncio.Protocol) -> None:
+        """Give the connection, and what arrived so far, to `protocol`."""
+        assert self.transport is not None
+        self.transport.set_protocol(protocol)
+        protocol.connection_made(self.transport)
+        if self.buffer:
+            protocol.data_received(bytes(self.buffer))
+        if self.eof:
+            protocol.eof_received()
+        if self.is_lost:
+            protocol.connection_lost(self.lost)
+        self.transport.resume_reading()
+
+    def to_streams(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The connection as asyncio streams."""
+        assert self.transport is not None
+        reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        self.hand_over(protocol)
+        return reader, asyncio.StreamWriter(self.transport, protocol, reader, loop)
 
 
 class _NotifyOnClose(asyncio.Protocol):
@@ -112,9 +178,18 @@ class ProxyService:
             data_dir=settings.data_dir,
         )
         self._runner = web.AppRunner(self.web.application(), access_log=None, handle_signals=False)
+        self.sessions = DatabaseSessions(
+            cluster_name=identity.cluster_name,
+            user_ca=load_certificate(identity.user_ca_pem),
+            tunnels=self.tunnels,
+        )
         self.router = Router(
-            {AUTH_ALPN: self._route_auth, TUNNEL_ALPN: self._route_tunnel},
-            self._route_web,
+            {
+                AUTH_ALPN: self._route_auth,
+                TUNNEL_ALPN: self._route_tunnel,
+                MONGODB_ALPN: self._route_terminated,
+            },
+            self._route_terminated,
         )
         self._listener: socket.socket | None = None
         self._serve_task: asyncio.Task[None] | None = None
@@ -168,21 +243,29 @@ class ProxyService:
         reader, writer = await accept_tls(sock, self.tls)
         await self.tunnels.handle(reader, writer)
 
-    async def _route_web(self, sock: socket.socket, hello: ClientHello) -> None:
+    async def _route_terminated(self, sock: socket.socket, hello: ClientHello) -> None:
+        """TLS ends here; then a database session (ALPN wicket-mongodb, or no ALPN and a
+        certificate with a database route) or the web side."""
         loop = asyncio.get_running_loop()
-        server = self._runner.server
-        if server is None:
-            return
-        closed = asyncio.Event()
-
-        def protocol_factory() -> asyncio.BaseProtocol:
-            return _NotifyOnClose(server(), closed)
-
-        transport, _protocol = await loop.connect_accepted_socket(
-            protocol_factory, sock=sock, ssl=self.tls, ssl_handshake_timeout=10.0
+        pending = _PendingConnection()
+        transport, _ = await loop.connect_accepted_socket(
+            lambda: pending, sock=sock, ssl=self.tls, ssl_handshake_timeout=10.0
         )
         try:
-            # aiohttp owns the connection now; the router keeps its slot until it closes.
-            await closed.wait()
+            ssl_object = transport.get_extra_info("ssl_object")
+            cert = peer_certificate(ssl_object) if ssl_object is not None else None
+            selected = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+            if selected == MONGODB_ALPN or (selected is None and _has_route(cert)):
+                reader, writer = pending.to_streams(loop)
+                peer = transport.get_extra_info("peername")
+                client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+                await self.sessions.serve(reader, writer, cert, client)
+                return
+            server = self._runner.server
+            if server is None:
+                return
+            closed = asyncio.Event()
+            pending.hand_over(_NotifyOnClose(server(), closed))
+            await closed.wait()  # aiohttp owns the connection until it closes
         finally:
             transport.close()

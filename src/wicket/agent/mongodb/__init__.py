@@ -1,0 +1,1 @@
+"""The MongoDB protocol engine of the database agent (authorize, audit, relay)."""

@@ -1,0 +1,1 @@
+"""The audit trail: event model, redaction, a non-blocking writer with a disk spool."""
