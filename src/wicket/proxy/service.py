@@ -14,8 +14,8 @@ import logging
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import cast
 from pathlib import Path
+from typing import cast
 
 from aiohttp import web
 from cryptography import x509
