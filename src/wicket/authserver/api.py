@@ -31,6 +31,7 @@ from wicket.identity import DatabaseRoute, HostRole, Identity, IdentityKind
 from wicket.pki.authority import verify_certificate
 from wicket.pki.clock import utc_now
 from wicket.pki.keys import load_public_key
+from wicket.pki.mongodb import mongodb_subject
 from wicket.pki.pem import certificate_pem
 from wicket.tlsconfig import peer_certificate
 
@@ -162,6 +163,7 @@ class AuthAPI:
             web.get("/v1/db_servers", self.db_servers),
             web.post("/v1/heartbeat", self.heartbeat),
             web.post("/v1/certs/database", self.database_certificate),
+            web.post("/v1/certs/mongodb", self.mongodb_client_certificate),
         ]
         app.add_routes(routes)
         return app
@@ -406,8 +408,10 @@ class AuthAPI:
         return web.json_response([r.to_resource() for r in await self.roles.list()])
 
     async def roles_get(self, request: web.Request) -> web.Response:
-        """One role."""
-        await self.require(request, "roles", "read")
+        """One role (database agents read them to authorize sessions)."""
+        identity = self.identity(request)
+        if identity is None or identity.host_role is not HostRole.DB:
+            await self.require(request, "roles", "read")
         return web.json_response((await self.roles.get(request.match_info["name"])).to_resource())
 
     async def roles_put(self, request: web.Request) -> web.Response:
@@ -562,6 +566,36 @@ class AuthAPI:
                 "expires": encode_time(cert.not_valid_after_utc),
                 "database": database.to_resource(),
                 **self.cluster.public(),
+            }
+        )
+
+    async def mongodb_client_certificate(self, request: web.Request) -> web.Response:
+        """A short-lived client certificate from the db CA for a self-hosted MongoDB user.
+
+        Only database agents ask: they authenticate upstream with MONGODB-X509 as the
+        session's db user. The agent keeps the private key; only its public key travels.
+        """
+        identity = self.identity(request)
+        if identity is None or identity.host_role is not HostRole.DB:
+            raise AccessDenied("only database agents may request MongoDB client certificates")
+        body = await read_json(request)
+        db_user = str(_text(body, "db_user"))
+        public_key = load_public_key(str(_text(body, "public_key_pem")).encode())
+        ttl_seconds = body.get("ttl_seconds", 3600)
+        if not isinstance(ttl_seconds, int) or not 60 <= ttl_seconds <= 12 * 3600:
+            raise BadParameter('"ttl_seconds" must be between 60 and 43200')
+        db_identity = Identity(cluster=self.cluster.name, kind=IdentityKind.USER, name=db_user)
+        cert = self.cluster.db.issue(
+            public_key,
+            db_identity,
+            ttl=timedelta(seconds=ttl_seconds),
+            client=True,
+            subject=mongodb_subject(db_user),
+        )
+        return web.json_response(
+            {
+                "cert_pem": certificate_pem(cert).decode(),
+                "db_ca_pem": self.cluster.db.cert_pem().decode(),
             }
         )
 
