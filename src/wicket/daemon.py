@@ -202,6 +202,7 @@ class Daemon:
             proxy_port=proxy_addr.port,
             hostname=glob.nodename,
             databases=[database_from_config(d) for d in self.config.db_service.databases],
+            data_dir=data_dir,
         )
         await self.agent.start()
         self._closers.append(self.agent.close)

@@ -80,8 +80,14 @@ class WicketProcess:
         self.process.wait(timeout=10)
 
 
-def start_wicket(config: Path, log_path: Path, *, wait: str = "wicket started") -> WicketProcess:
-    """Run `wicket start -c config` and wait until it says it started."""
+def start_wicket(
+    config: Path,
+    log_path: Path,
+    *,
+    wait: str = "wicket started",
+    env: dict[str, str] | None = None,
+) -> WicketProcess:
+    """Run `wicket start -c config` (extra `env` on top of ours) and wait until it started."""
     log = log_path.open("ab")
     try:
         process = subprocess.Popen(
@@ -89,7 +95,7 @@ def start_wicket(config: Path, log_path: Path, *, wait: str = "wicket started") 
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ},
+            env={**os.environ, **(env or {})},
         )
     finally:
         log.close()

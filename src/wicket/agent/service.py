@@ -1,8 +1,9 @@
 """The database agent: heartbeats its databases to the auth service and keeps reverse tunnels.
 
 It never listens: everything goes out to the proxy, so it can sit behind NAT.
-Database sessions arriving on the tunnel are served by the protocol engine
-(`wicket.agent.mongodb`, issue 4); until that lands they are refused cleanly.
+Database sessions arriving on the tunnel are served by the MongoDB engine
+(`wicket.agent.mongodb.engine`); its audit events go through an `AuditWriter` that
+spools to `data_dir/audit-spool/` whenever the auth service cannot be reached.
 """
 
 from __future__ import annotations
@@ -10,18 +11,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from wicket.agent.join import HostIdentity
+from wicket.agent.mongodb.engine import EngineContext, MongoSession
+from wicket.agent.mongodb.iam import IamAuthenticator
 from wicket.api.client import AUTH_ALPN, AuthClient
+from wicket.audit.writer import AuditWriter
 from wicket.auth.databases import Database
-from wicket.errors import WicketError
+from wicket.auth.resources import parse_resource
+from wicket.auth.roles import Role
+from wicket.errors import AccessDenied, NotFound, WicketError
+from wicket.pki.keys import generate_private_key, private_key_pem, public_key_pem
+from wicket.pki.pem import load_certificate
 from wicket.tunnel.client import TunnelClient
 from wicket.tunnel.protocol import SessionHeader
 
 log = logging.getLogger("wicket.agent")
 
+ROLE_CACHE_SECONDS = 30.0
+CLIENT_CERT_SECONDS = 3600
 HEARTBEAT_INTERVAL = 30.0
 HEARTBEAT_RETRY = 5.0
 TUNNEL_ALPN = "wicket-tunnel"
@@ -38,6 +51,7 @@ class DatabaseAgent:
         proxy_port: int,
         hostname: str,
         databases: Sequence[Database],
+        data_dir: Path,
     ) -> None:
         self.identity = identity
         self.proxy_host = proxy_host
@@ -55,6 +69,65 @@ class DatabaseAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self.heartbeats = 0
         self.last_heartbeat_error: str | None = None
+        self.audit = AuditWriter(
+            send=self._send_events,
+            spool_dir=data_dir / "audit-spool",
+            jsonl_path=data_dir / "log" / "events.jsonl",
+        )
+        self._roles: dict[str, tuple[float, Role]] = {}
+        self._client_certs: dict[str, tuple[float, tuple[bytes, bytes]]] = {}
+        self._client_key = generate_private_key()
+        self.engine = EngineContext(
+            cluster_name=identity.cluster_name,
+            user_ca=load_certificate(identity.user_ca_pem),
+            host_id=identity.host_id,
+            database=self._database,
+            role=self._role,
+            client_certificate=self._client_certificate,
+            iam=IamAuthenticator(),
+            emit=self.audit.emit,
+        )
+
+    async def _send_events(self, events: list[dict[str, Any]]) -> None:
+        await self.auth.post("/v1/events", {"events": events})
+
+    async def _database(self, name: str) -> Database:
+        for database in self.static_databases:
+            if database.name == name:
+                return database
+        raise NotFound(f'this database service does not serve "{name}"')
+
+    async def _role(self, name: str) -> Role:
+        now = time.monotonic()
+        cached = self._roles.get(name)
+        if cached is not None and now - cached[0] < ROLE_CACHE_SECONDS:
+            return cached[1]
+        try:
+            resource = parse_resource(await self.auth.get(f"/v1/roles/{quote(name, safe='')}"))
+        except NotFound:
+            raise AccessDenied(f'role "{name}" no longer exists; log in again') from None
+        if not isinstance(resource, Role):
+            raise WicketError(f'the auth service sent something else than role "{name}"')
+        self._roles[name] = (now, resource)
+        return resource
+
+    async def _client_certificate(self, db_user: str) -> tuple[bytes, bytes]:
+        """A client certificate for MONGODB-X509 as `db_user`, from the cluster's db CA."""
+        now = time.monotonic()
+        cached = self._client_certs.get(db_user)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        answer = await self.auth.post(
+            "/v1/certs/mongodb",
+            {
+                "db_user": db_user,
+                "public_key_pem": public_key_pem(self._client_key).decode(),
+                "ttl_seconds": CLIENT_CERT_SECONDS,
+            },
+        )
+        pair = (str(answer["cert_pem"]).encode(), private_key_pem(self._client_key))
+        self._client_certs[db_user] = (now + CLIENT_CERT_SECONDS - 300, pair)
+        return pair
 
     def _announced(self) -> list[Mapping[str, Any]]:
         return [database.to_resource() for database in self.static_databases]
@@ -64,6 +137,7 @@ class DatabaseAgent:
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self.tunnel.run(), name="tunnel"),
+            self.audit.start(),
         ]
 
     async def heartbeat_once(self) -> None:
@@ -88,16 +162,15 @@ class DatabaseAgent:
     async def _handle_session(
         self, header: SessionHeader, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        log.warning(
-            "session %s for %s refused: the database engine is not available in this build",
-            header.session_id,
-            header.route.get("service"),
-        )
-        writer.close()
+        try:
+            await MongoSession(self.engine, header, reader, writer).run()
+        except (WicketError, OSError, TimeoutError) as error:
+            log.info("session %s ended: %s", header.session_id, error)
 
     async def close(self) -> None:
-        """Stop heartbeating and close the tunnels."""
+        """Stop heartbeating, close the tunnels, flush (or spool) the audit trail."""
         await self.tunnel.close()
+        await self.audit.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

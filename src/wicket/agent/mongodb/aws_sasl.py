@@ -37,7 +37,21 @@ from bson.binary import Binary
 from bson.errors import BSONError
 
 from wicket.agent.mongodb.iam import AwsCredentials, utc_now
-from wicket.errors import LocalProtocolError, RemoteProtocolError, UpstreamError
+
+# One class for "the database refused the agent's login", shared with X.509 (upstream.py).
+from wicket.agent.mongodb.upstream import UpstreamAuthError
+from wicket.errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "ConversationState",
+    "MongoDbAwsConversation",
+    "UpstreamAuthError",
+    "authenticate_mongodb_aws",
+    "authentication_failed_message",
+    "check_sts_host",
+    "region_of_sts_host",
+    "sign_get_caller_identity",
+]
 
 MECHANISM = "MONGODB-AWS"
 CLIENT_NONCE_BYTES = 32
@@ -54,10 +68,6 @@ _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 Clock = Callable[[], datetime]
 CommandFunction = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-class UpstreamAuthError(UpstreamError):
-    """DocumentDB refused the MONGODB-AWS login; the message says which user to create."""
 
 
 class ConversationState(Enum):

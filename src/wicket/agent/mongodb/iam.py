@@ -46,6 +46,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     NoCredentialsError,
     PartialCredentialsError,
+    ProfileNotFound,
     ReadTimeoutError,
 )
 
@@ -249,6 +250,9 @@ def assume_role_denied_message(
             f"the second hop of role chaining: assuming the database user's role {target} "
             f"as the aws.assume_role_arn role {chain[index - 1].role_arn}"
         )
+    if "on resource:" not in aws_message and aws_message.rstrip(".").endswith("sts:AssumeRole"):
+        # Some denials (moto's trust-policy refusal) leave out the resource AWS names.
+        aws_message = f"{aws_message.rstrip('.')} on resource: {target}"
     match = _DENIED_CALLER.search(aws_message)
     caller = match["caller"] if match else caller_arn
     principal = role_arn_of_caller(caller) if caller else "<the database service's role ARN>"
@@ -507,8 +511,19 @@ class IamAuthenticator:
 
     async def _default_region(self) -> str:
         session = await asyncio.to_thread(self._botocore_session)
-        region = session.get_config_variable("region")
+        try:
+            region = session.get_config_variable("region")
+        except ProfileNotFound as exc:
+            raise self._profile_not_found(exc) from None
         return str(region) if region else DEFAULT_REGION
+
+    def _profile_not_found(self, exc: ProfileNotFound) -> AwsCredentialsNotFound:
+        environ = self._environ if self._environ is not None else os.environ
+        return AwsCredentialsNotFound(
+            no_credentials_message(
+                environ, f"{exc}: AWS_PROFILE names a profile the shared files do not have"
+            )
+        )
 
     async def _client(self, service: str, region: str, source: AwsCredentials | None) -> Any:
         """A botocore client; the agent's own (chain) credentials when `source` is None."""
@@ -538,6 +553,8 @@ class IamAuthenticator:
 
         try:
             return await asyncio.to_thread(create)
+        except ProfileNotFound as exc:
+            raise self._profile_not_found(exc) from None
         except BotoCoreError as exc:
             raise UpstreamError(f"cannot set up the AWS {service.upper()} client: {exc}") from None
 

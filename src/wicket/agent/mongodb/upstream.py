@@ -393,6 +393,7 @@ async def _discover_primary(target: MongoTarget, dialer: _Dialer) -> UpstreamCon
         seen.update(batch)
         found: list[tuple[str, int]] = []
         tasks = {asyncio.create_task(dialer.connect(*host)): host for host in batch}
+        winner: UpstreamConnection | None = None
         try:
             for next_done in asyncio.as_completed(tasks):
                 try:
@@ -404,6 +405,7 @@ async def _discover_primary(target: MongoTarget, dialer: _Dialer) -> UpstreamCon
                     continue
                 problem = _membership_problem(target, connection.hello)
                 if problem is None and _is_primary(connection.hello):
+                    winner = connection
                     return connection
                 if problem is not None:
                     failures.append(UpstreamConnectError(f"{connection.where} {problem}"))
@@ -411,7 +413,7 @@ async def _discover_primary(target: MongoTarget, dialer: _Dialer) -> UpstreamCon
                     found.extend(_members(connection.hello))
                 await connection.close()
         finally:
-            await _cancel_and_close(tasks)
+            await _cancel_and_close(tasks, keep=winner)
         batch = found
     raise _no_primary_error(target, failures)
 
@@ -426,14 +428,17 @@ def _membership_problem(target: MongoTarget, hello: Mapping[str, Any]) -> str | 
     return None
 
 
-async def _cancel_and_close(tasks: Mapping[asyncio.Task[UpstreamConnection], object]) -> None:
+async def _cancel_and_close(
+    tasks: Mapping[asyncio.Task[UpstreamConnection], object], *, keep: UpstreamConnection | None
+) -> None:
     """Cancel the dials still running and close connections that finished unclaimed."""
     for task in tasks:
         task.cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     for result in results:
-        if isinstance(result, UpstreamConnection) and not result.writer.is_closing():
-            await result.close()
+        if isinstance(result, UpstreamConnection) and result is not keep:
+            if not result.writer.is_closing():
+                await result.close()
 
 
 def _no_primary_error(target: MongoTarget, failures: list[WicketError]) -> UpstreamError:

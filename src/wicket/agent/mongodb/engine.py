@@ -1,0 +1,456 @@
+"""The MongoDB engine: one user's session from the tunnel to the database and back.
+
+1. Verify the user's certificate (the proxy's word is not taken), then the session
+   against the roles: the database's labels, the db user, the db name.
+2. Read the client's handshake, connect upstream with the client's own metadata and
+   compression list, and authenticate as the db user: MONGODB-AWS with the IAM
+   role for DocumentDB, MONGODB-X509 with a fresh client certificate otherwise.
+   Answer the client's handshake with the database's (topology fields removed: the
+   client always sees one server).
+3. Relay both ways. Client → database: frame, inspect (inner message of
+   OP_COMPRESSED), authorize, audit, forward the ORIGINAL bytes; refused messages get
+   an error reply in the client's format and the session goes on. Database → client:
+   whole frames as they come (moreToCome and exhaust replies stream on their own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from cryptography import x509
+
+from wicket.agent.mongodb.authorize import UNAUTHORIZED, MessageAuthorizer
+from wicket.agent.mongodb.aws_sasl import authenticate_mongodb_aws
+from wicket.agent.mongodb.iam import IamAuthenticator, db_user_role_arn, role_session_name
+from wicket.agent.mongodb.upstream import (
+    UpstreamConnection,
+    authenticate_x509,
+    connect_upstream,
+    direct_hello_fields,
+)
+from wicket.audit.events import AuditEvent, SessionAudit, SessionCounters
+from wicket.auth.databases import Database
+from wicket.auth.roles import AccessChecker, Role
+from wicket.errors import AccessDenied, BadParameter, ProtocolError, WicketError
+from wicket.identity import Identity, IdentityKind
+from wicket.pki.authority import verify_certificate
+from wicket.pki.pem import load_certificate
+from wicket.tunnel.protocol import SessionHeader
+from wicket.wire.mongo import (
+    Message,
+    MessageFramer,
+    OpCompressed,
+    OpMsg,
+    OpQuery,
+    decode_message,
+    decompress_message,
+    encode_op_msg,
+    encode_op_reply,
+    error_reply_for,
+    expects_reply,
+    inspect_message,
+)
+
+log = logging.getLogger("wicket.agent.mongodb")
+
+READ_CHUNK = 256 * 1024
+HANDSHAKE_TIMEOUT = 30.0
+IDLE_TIMEOUT = 24 * 3600.0
+WRITE_TIMEOUT = 60.0
+HANDSHAKE_LIMIT = 1024 * 1024
+HELLO_NAMES = frozenset({"hello", "isMaster", "ismaster"})
+# What the client must not learn or set through our handshake answer.
+HELLO_PRIVATE = frozenset({"speculativeAuthenticate", "saslSupportedMechs"})
+
+RoleLookup = Callable[[str], Awaitable[Role]]
+DatabaseLookup = Callable[[str], Awaitable[Database]]
+ClientCertificate = Callable[[str], Awaitable[tuple[bytes, bytes]]]
+Emit = Callable[[AuditEvent], None]
+
+
+def uses_iam(database: Database) -> bool:
+    """DocumentDB with IAM (aws settings or an Amazon endpoint) versus MongoDB with X.509."""
+    aws = database.aws
+    return bool(
+        aws.region
+        or aws.account_id
+        or aws.assume_role_arn
+        or ".docdb.amazonaws.com" in database.uri
+        or ".docdb-elastic.amazonaws.com" in database.uri
+    )
+
+
+@dataclass
+class EngineContext:
+    """What the agent gives every session."""
+
+    cluster_name: str
+    user_ca: x509.Certificate
+    host_id: str
+    database: DatabaseLookup
+    role: RoleLookup
+    client_certificate: ClientCertificate
+    iam: IamAuthenticator
+    emit: Emit
+    connect_timeout: float = 10.0
+    nameservers: list[tuple[str, int]] | None = None
+    request_ids: Any = field(default_factory=lambda: itertools.count(1 << 24))
+
+
+@dataclass
+class Traffic:
+    """Messages and bytes each way, counted as they pass."""
+
+    messages_from_client: int = 0
+    messages_from_server: int = 0
+    bytes_from_client: int = 0
+    bytes_from_server: int = 0
+
+    def snapshot(self) -> SessionCounters:
+        """The counts for the session's end event."""
+        return SessionCounters(
+            messages_from_client=self.messages_from_client,
+            messages_from_server=self.messages_from_server,
+            bytes_from_client=self.bytes_from_client,
+            bytes_from_server=self.bytes_from_server,
+        )
+
+
+class SessionRefused(AccessDenied):
+    """The session may not start; the message says why."""
+
+
+async def _read_frame(
+    reader: asyncio.StreamReader, framer: MessageFramer, seconds: float
+) -> bytes | None:
+    """One whole message, or None at end of stream (at most `seconds` of silence)."""
+    while (frame := framer.next_frame()) is None:
+        data = await asyncio.wait_for(reader.read(READ_CHUNK), seconds)
+        if not data:
+            return None
+        framer.receive_data(data)
+    return frame.data
+
+
+def _inner(message: Message) -> Message:
+    if isinstance(message, OpCompressed):
+        return decode_message(decompress_message(message))
+    return message
+
+
+def _handshake_command(message: Message) -> tuple[str, dict[str, Any]] | None:
+    """(name, command) if `message` is a hello/isMaster, else None."""
+    if isinstance(message, OpMsg):
+        command = message.command()
+    elif isinstance(message, OpQuery) and message.is_command:
+        command = message.query_document()
+        inner = command.get("$query")
+        if isinstance(inner, dict):
+            command = inner
+    else:
+        return None
+    name = next(iter(command), "")
+    return (name, command) if name in HELLO_NAMES else None
+
+
+def _raw_body(message: Message) -> bytes | None:
+    if isinstance(message, OpMsg):
+        return message.body
+    if isinstance(message, OpQuery):
+        return message.query
+    return None
+
+
+class MongoSession:
+    """One client session on one tunnel connection."""
+
+    def __init__(
+        self,
+        context: EngineContext,
+        header: SessionHeader,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.context = context
+        self.header = header
+        self.client_reader = reader
+        self.client_writer = writer
+        self.counters = Traffic()
+        self.audit: SessionAudit | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.started = time.monotonic()
+
+    # -- authorization ---------------------------------------------------------------
+
+    def _identity(self) -> Identity:
+        chain = self.header.user_cert_chain_pem
+        if not chain:
+            raise AccessDenied("the proxy sent no user certificate")
+        cert = load_certificate(chain[0].encode())
+        identity = verify_certificate(
+            cert, self.context.user_ca, cluster=self.context.cluster_name, kinds={IdentityKind.USER}
+        )
+        if identity.route is None:
+            raise AccessDenied(f'the certificate of "{identity.name}" has no database route')
+        if identity.route.to_dict() != dict(self.header.route):
+            raise AccessDenied("the proxy's route does not match the user's certificate")
+        return identity
+
+    async def _authorize(self, identity: Identity) -> tuple[Database, MessageAuthorizer]:
+        route = identity.route
+        assert route is not None
+        database = await self.context.database(route.service)
+        roles = [await self.context.role(name) for name in identity.roles]
+        checker = AccessChecker(roles, identity.traits)
+        decision = checker.check_database(database.labels)
+        if not decision.allowed:
+            raise SessionRefused(f'access to database "{database.name}" denied: {decision.reason}')
+        if not route.db_user:
+            raise SessionRefused(
+                "no database user chosen: connect with --db-user "
+                f"(allowed: {', '.join(checker.allowed_db_users(database.labels)) or 'none'})"
+            )
+        decision = checker.check_db_user(database.labels, route.db_user)
+        if not decision.allowed:
+            raise SessionRefused(decision.reason)
+        if route.db_name:
+            decision = checker.check_db_name(database.labels, route.db_name)
+            if not decision.allowed:
+                raise SessionRefused(decision.reason)
+        return database, MessageAuthorizer(checker, database.labels)
+
+    # -- upstream ----------------------------------------------------------------------
+
+    async def _connect(
+        self, database: Database, db_user: str, command: Mapping[str, Any]
+    ) -> UpstreamConnection:
+        metadata = command.get("client")
+        hello_fields: dict[str, Any] = {}
+        if isinstance(command.get("compression"), list):
+            hello_fields["compression"] = command["compression"]
+        if uses_iam(database):
+            aws = database.aws
+            account = await self.context.iam.account_id(
+                database_aws_account_id=aws.account_id or None,
+                cluster_endpoint=database.uri,
+                region=aws.region or None,
+            )
+            role_arn = db_user_role_arn(db_user, account)
+            credentials = await self.context.iam.credentials_for(
+                role_arn=role_arn,
+                assume_role_arn=aws.assume_role_arn or None,
+                external_id=aws.external_id or None,
+                session_name=role_session_name(self.audit.user if self.audit else "wicket"),
+                region=aws.region or None,
+            )
+            upstream = await connect_upstream(
+                database,
+                client_metadata=metadata if isinstance(metadata, dict) else None,
+                connect_timeout=self.context.connect_timeout,
+                hello_fields=hello_fields,
+                nameservers=self.context.nameservers,
+            )
+            try:
+                await authenticate_mongodb_aws(upstream.command, credentials, role_arn=role_arn)
+            except BaseException:
+                await upstream.close()
+                raise
+            return upstream
+        certificate = await self.context.client_certificate(db_user)
+        upstream = await connect_upstream(
+            database,
+            client_metadata=metadata if isinstance(metadata, dict) else None,
+            client_certificate=certificate,
+            connect_timeout=self.context.connect_timeout,
+            hello_fields=hello_fields,
+            nameservers=self.context.nameservers,
+        )
+        try:
+            subject = x509.load_pem_x509_certificate(certificate[0]).subject.rfc4514_string()
+            await authenticate_x509(upstream, subject=subject)
+        except BaseException:
+            await upstream.close()
+            raise
+        return upstream
+
+    # -- replies -----------------------------------------------------------------------
+
+    def _next_id(self) -> int:
+        return int(next(self.context.request_ids))
+
+    async def _send_client(self, data: bytes) -> None:
+        self.client_writer.write(data)
+        await asyncio.wait_for(self.client_writer.drain(), WRITE_TIMEOUT)
+
+    def _hello_answer(self, request: Message) -> bytes:
+        assert self.upstream is not None
+        reply = {
+            k: v
+            for k, v in direct_hello_fields(self.upstream.hello).items()
+            if k not in HELLO_PRIVATE
+        }
+        if isinstance(request, OpQuery):
+            return encode_op_reply(
+                [reply], request_id=self._next_id(), response_to=request.header.request_id
+            )
+        return encode_op_msg(
+            reply, request_id=self._next_id(), response_to=request.header.request_id
+        )
+
+    async def _refuse(self, request: Message | None, message: str) -> None:
+        if request is not None and expects_reply(request):
+            with contextlib.suppress(WicketError, OSError, TimeoutError):
+                await self._send_client(
+                    error_reply_for(
+                        request,
+                        request_id=self._next_id(),
+                        errmsg=message,
+                        code=UNAUTHORIZED,
+                        code_name="Unauthorized",
+                    )
+                )
+
+    # -- the session ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the session to its end; every path is audited."""
+        error: str | None = None
+        try:
+            await self._run()
+        except WicketError as failure:
+            error = str(failure)
+        finally:
+            if self.upstream is not None:
+                await self.upstream.close()
+            self.client_writer.close()
+            if self.audit is not None:
+                self.context.emit(
+                    self.audit.end(
+                        duration=timedelta(seconds=time.monotonic() - self.started),
+                        counters=self.counters.snapshot(),
+                        error=error,
+                    )
+                )
+
+    async def _run(self) -> None:
+        framer = MessageFramer(HANDSHAKE_LIMIT)
+        first_bytes = await _read_frame(self.client_reader, framer, HANDSHAKE_TIMEOUT)
+        if first_bytes is None:
+            return
+        self.counters.messages_from_client += 1
+        self.counters.bytes_from_client += len(first_bytes)
+        first = _inner(decode_message(first_bytes))
+        try:
+            identity = self._identity()
+            route = identity.route
+            assert route is not None
+            self.audit = SessionAudit(
+                cluster=self.context.cluster_name,
+                user=identity.name,
+                roles=identity.roles,
+                session_id=self.header.session_id,
+                db_service=route.service,
+                db_protocol=route.protocol,
+                db_user=route.db_user,
+                db_name=route.db_name,
+                client_addr=self.header.client_addr,
+                server_id=self.context.host_id,
+            )
+            database, authorizer = await self._authorize(identity)
+            handshake = _handshake_command(first)
+            if handshake is None:
+                raise BadParameter("the first message of a session must be hello or isMaster")
+            _name, command = handshake
+            if "speculativeAuthenticate" in command:
+                log.info(
+                    "session %s: ignoring the client's speculative authentication",
+                    self.header.session_id,
+                )
+            assert route.db_user is not None
+            self.upstream = await self._connect(database, route.db_user, command)
+        except WicketError as failure:
+            if self.audit is not None:
+                self.context.emit(self.audit.start(success=False, error=failure))
+            log.info("session %s refused: %s", self.header.session_id, failure)
+            await self._refuse(first, str(failure))
+            raise
+        self.context.emit(self.audit.start(success=True))
+        answer = self._hello_answer(first)
+        self.counters.messages_from_server += 1
+        self.counters.bytes_from_server += len(answer)
+        await self._send_client(answer)
+        framer.max_message_size = self.upstream.max_message_size
+        downstream = asyncio.create_task(self._database_to_client())
+        try:
+            await self._client_to_database(framer, authorizer)
+        finally:
+            downstream.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WicketError, OSError):
+                await downstream
+
+    async def _client_to_database(
+        self, framer: MessageFramer, authorizer: MessageAuthorizer
+    ) -> None:
+        assert self.upstream is not None and self.audit is not None
+        upstream = self.upstream
+        audit = self.audit
+        while True:
+            data = await _read_frame(self.client_reader, framer, IDLE_TIMEOUT)
+            if data is None:
+                return
+            self.counters.messages_from_client += 1
+            self.counters.bytes_from_client += len(data)
+            try:
+                message = _inner(decode_message(data, max_message_size=framer.max_message_size))
+                info = inspect_message(message)
+            except ProtocolError as failure:
+                self.context.emit(
+                    audit.query_failed(
+                        command="", database=None, namespaces=(), body=None, error=failure
+                    )
+                )
+                raise
+            namespaces = [str(ns) for ns in info.namespaces]
+            decision = authorizer.check(info)
+            if not decision.allowed:
+                self.context.emit(
+                    audit.query_failed(
+                        command=info.name,
+                        database=info.database,
+                        namespaces=namespaces,
+                        body=_raw_body(message),
+                        error=decision.reason,
+                    )
+                )
+                await self._refuse(message, decision.reason)
+                continue
+            self.context.emit(
+                audit.query(
+                    command=info.name,
+                    database=info.database,
+                    namespaces=namespaces,
+                    body=_raw_body(message),
+                )
+            )
+            upstream.writer.write(data)  # the original bytes, compressed or not
+            await asyncio.wait_for(upstream.writer.drain(), WRITE_TIMEOUT)
+
+    async def _database_to_client(self) -> None:
+        assert self.upstream is not None
+        framer = MessageFramer(self.upstream.max_message_size)
+        while True:
+            data = await _read_frame(self.upstream.reader, framer, IDLE_TIMEOUT)
+            if data is None:
+                self.client_writer.close()
+                return
+            self.counters.messages_from_server += 1
+            self.counters.bytes_from_server += len(data)
+            await self._send_client(data)

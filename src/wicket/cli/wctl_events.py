@@ -1,0 +1,182 @@
+"""CLI layer: `wctl events ls`, the audit log as the auth service stores it.
+
+Registered on `wctl` by `cli.add_command(events_group)`. It calls the auth API as the
+identity `wctl`'s root group resolved (the object on the click context with a
+`call(work)` method); run on its own, it resolves the identity the same documented
+way (`wicket.client.identity_files`). `--since` takes a duration back from now
+(`90s`, `15m`, `1h`, `1h30m`, `2d`) or an ISO 8601 time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlencode
+
+import click
+
+from wicket.api.client import AuthClient
+from wicket.audit.events import format_time, parse_time
+from wicket.auth.durations import parse_duration
+from wicket.client.cli_support import ErrorReportingGroup, run
+from wicket.client.identity_files import resolve_identity
+from wicket.client.output import FORMAT_CHOICES, OutputFormat, render, render_table
+from wicket.client.profile import ProfileStore, wsh_home
+from wicket.errors import BadParameter
+
+T = TypeVar("T")
+DAYS_RE = re.compile(r"^(\d{1,3})d(.*)$")
+MAX_DETAIL = 120
+
+
+class CallsAuth(Protocol):
+    """What wctl's root group stores on the context: a way to call the auth API."""
+
+    def call(self, work: Callable[[AuthClient], Awaitable[T]]) -> T:
+        """Run `work` with an API client for the resolved identity."""
+
+
+class EventsGroup(ErrorReportingGroup):
+    """Errors are `wctl: ...`."""
+
+    program = "wctl"
+
+
+def _call(work: Callable[[AuthClient], Awaitable[T]]) -> T:
+    """Call the auth API as wctl's identity."""
+    context = click.get_current_context()
+    owner = context.find_root().obj
+    if owner is not None and callable(getattr(owner, "call", None)):
+        session: CallsAuth = owner
+        return session.call(work)
+    identity = resolve_identity(identity_dir=None, config_file=None, store=ProfileStore(wsh_home()))
+
+    async def main() -> T:
+        async with identity.auth_client() as client:
+            return await work(client)
+
+    return run(main())
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """`1h`, `30m`, `2d`, `1d12h` back from `now`, or an ISO 8601 time."""
+    value = text.strip()
+    if not value:
+        raise BadParameter("--since needs a duration like 1h or a time like 2026-11-24T08:00:00Z")
+    match = DAYS_RE.match(value)
+    try:
+        if match:
+            rest = match.group(2)
+            delta = timedelta(days=int(match.group(1))) + (
+                parse_duration(rest) if rest else timedelta(0)
+            )
+            return now - delta
+        if value[0].isdigit() and value[-1] in "hms":
+            return now - parse_duration(value)
+    except ValueError as error:
+        raise BadParameter(str(error)) from None
+    return parse_time(value)
+
+
+def _database(event: dict[str, Any]) -> str:
+    service = event.get("db_service") or ""
+    name = event.get("db_name") or ""
+    if service and name:
+        return f"{service}/{name}"
+    return str(service or name)
+
+
+def _detail(event: dict[str, Any]) -> str:
+    """What happened, in a few words: the command, the error, or the session's totals."""
+    kind = str(event.get("type", ""))
+    error = event.get("error")
+    if kind.startswith("db.session.query"):
+        text = str(event.get("command") or "")
+        namespaces = event.get("namespaces") or []
+        if isinstance(namespaces, list) and namespaces:
+            text += " " + ",".join(str(name) for name in namespaces)
+        if error:
+            text += f": {error}"
+    elif kind == "db.session.end":
+        text = (
+            f"{event.get('duration_seconds', 0)}s, "
+            f"{event.get('messages_from_client', 0)} messages in, "
+            f"{event.get('bytes_from_client', 0)}/{event.get('bytes_from_server', 0)} bytes"
+        )
+    elif kind == "user.locked":
+        text = f"locked until {event.get('locked_until')}"
+    elif "success" in event:
+        text = "success" if event.get("success") else f"failed: {error or 'unknown reason'}"
+    else:
+        text = str(error or "")
+    text = text.replace("\n", " ")
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."
+
+
+def render_events_text(events: list[dict[str, Any]]) -> str:
+    """One line per event: time, type, user, database, command or error."""
+    rows = [
+        (
+            event.get("time", ""),
+            event.get("type", ""),
+            event.get("user") or "",
+            _database(event),
+            _detail(event),
+        )
+        for event in events
+    ]
+    return render_table(("Time", "Type", "User", "Database", "Details"), rows)
+
+
+@click.group("events", cls=EventsGroup)
+def events_group() -> None:
+    """Read the audit log."""
+
+
+@events_group.command("ls")
+@click.option("--type", "event_type", help="Event type, or a family like db.session.")
+@click.option("--user", help="Only this user's events.")
+@click.option("--since", help="Start: a duration back from now (1h, 2d) or an ISO time.")
+@click.option("--until", help="End (exclusive): a duration back from now or an ISO time.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=1000,
+    show_default=True,
+    help="At most this many (the newest).",
+)
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(FORMAT_CHOICES),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+def events_ls(
+    event_type: str | None,
+    user: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    output: str,
+) -> None:
+    """List audit events, oldest first."""
+    now = datetime.now(UTC)
+    query: dict[str, str] = {"limit": str(limit)}
+    if event_type:
+        query["type"] = event_type
+    if user:
+        query["user"] = user
+    if since:
+        query["since"] = format_time(parse_since(since, now))
+    if until:
+        query["until"] = format_time(parse_since(until, now))
+    path = f"/v1/events?{urlencode(query)}"
+    answer: list[dict[str, Any]] = _call(lambda client: client.get(path))
+    if output != OutputFormat.TEXT.value:
+        click.echo(render(answer, OutputFormat(output)), nl=False)
+        return
+    click.echo(render_events_text(answer), nl=False)

@@ -1,0 +1,133 @@
+"""The guide end to end at the wire: a user reaches localdocdb through the proxy and agent,
+which authenticates upstream with AWS IAM (MONGODB-AWS); every message is checked."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure
+
+from localdocdb.localaws import LocalAws
+from localdocdb.process import LocalDocDBProcess
+from tests.integration.cluster.test_database_routes import User
+from tests.support.cluster import Cluster, WicketProcess, new_cluster, start_wicket
+from tests.support.cluster import write_agent_config as agent_config
+from wicket.pki.keys import private_key_pem, write_private_file
+
+
+@dataclass
+class Setup:
+    cluster: Cluster
+    agent: WicketProcess
+    docdb: LocalDocDBProcess
+    aws: LocalAws
+    directory: Path
+
+
+@pytest.fixture
+def setup(tmp_path: Path, docdb: LocalDocDBProcess, local_aws: LocalAws) -> Iterator[Setup]:
+    with MongoClient(docdb.uri(), serverSelectionTimeoutMS=5000) as master:
+        master["$external"].command(
+            "createUser",
+            local_aws.docdb_user_role_arn,
+            mechanisms=["MONGODB-AWS"],
+            roles=[{"role": "root", "db": "admin"}],
+        )
+    cluster = new_cluster(tmp_path / "node")
+    cluster.start()
+    token = cluster.admin_call("POST", "/v1/tokens", {"type": "db"})["token"]
+    (tmp_path / "token").write_text(token)
+    config = agent_config(
+        tmp_path / "agent",
+        cluster,
+        tmp_path / "token",
+        uri=f"localhost:{docdb.port}",
+        extra=(
+            "--aws-region",
+            "us-east-1",
+            "--aws-account-id",
+            local_aws.account_id,
+            "--tls-ca-file",
+            str(docdb.ca_file),
+        ),
+    )
+    agent = start_wicket(config, tmp_path / "agent.log", env=local_aws.environment())
+    agent.wait_for_log("tunnel to")
+    try:
+        yield Setup(cluster, agent, docdb, local_aws, tmp_path)
+    finally:
+        agent.stop()
+        cluster.stop()
+
+
+def client_through_proxy(setup: Setup, user: User, cert_pem: bytes) -> MongoClient[dict[str, Any]]:
+    pem = setup.directory / f"{user.key.public_key().public_numbers().x}.pem"
+    write_private_file(pem, cert_pem + private_key_pem(user.key))
+    ca = setup.directory / "cluster-ca.pem"
+    ca.write_bytes(user.host_ca)
+    host, port = setup.cluster.proxy_addr.split(":")
+    return MongoClient(
+        host,
+        int(port),
+        tls=True,
+        tlsCAFile=str(ca),
+        tlsCertificateKeyFile=str(pem),
+        directConnection=True,
+        retryWrites=False,
+        serverSelectionTimeoutMS=10_000,
+    )
+
+
+def test_query_through_wicket_with_iam(setup: Setup) -> None:
+    alice = User(setup.cluster, "alice", ["access"], {"db_users": ["*"], "db_names": ["test"]})
+    cert = alice.database_cert("my-docdb", "wicket-docdb-user", "test")
+    with client_through_proxy(setup, alice, cert) as client:
+        status = client.admin.command("connectionStatus")
+        assert status["authInfo"]["authenticatedUsers"] == [
+            {"user": setup.aws.docdb_user_role_arn, "db": "$external"}
+        ]
+        orders = client.test.orders
+        orders.insert_many([{"i": i} for i in range(300)])
+        assert [d["i"] for d in orders.find({}, batch_size=50).sort("i", 1)] == list(range(300))
+        total = list(orders.aggregate([{"$group": {"_id": None, "n": {"$sum": 1}}}]))
+        assert total == [{"_id": None, "n": 300}]
+        # db_names allows only "test": another database is refused, the session goes on
+        with pytest.raises(OperationFailure) as denied:
+            client.secret.stuff.find_one()
+        assert denied.value.code == 13
+        assert '"secret"' in str(denied.value)
+        with pytest.raises(OperationFailure):
+            orders.aggregate(
+                [
+                    {
+                        "$lookup": {
+                            "from": {"db": "secret", "coll": "x"},
+                            "as": "y",
+                            "localField": "i",
+                            "foreignField": "i",
+                        }
+                    }
+                ]
+            ).next()
+        assert orders.count_documents({}) == 300
+
+
+def test_session_refused_by_roles(setup: Setup) -> None:
+    bob = User(setup.cluster, "bob", ["access"], {"db_users": ["someone-else"], "db_names": ["*"]})
+    # the auth service refuses a certificate for a db user bob may not use ...
+    with pytest.raises(Exception, match="wicket-docdb-user"):
+        bob.database_cert("my-docdb", "wicket-docdb-user", "test")
+    # ... and the agent refuses a session whose db user is not allowed, in MongoDB's words
+    cert = bob.database_cert("my-docdb", "someone-else", "test")
+    with client_through_proxy(setup, bob, cert) as client:
+        with pytest.raises(Exception) as refused:
+            client.admin.command("ping")
+    assert "someone-else" in str(refused.value) or "MONGODB-AWS" in str(refused.value)
+    log = json.dumps(setup.agent.log_text())
+    assert "refused" in log
