@@ -45,8 +45,12 @@ def event_key(event: Mapping[str, Any]) -> str:
 
 
 def type_matches(wanted: str, actual: object) -> bool:
-    """`db.session` matches `db.session.start` and the rest of that family; else exact."""
-    return isinstance(actual, str) and (actual == wanted or actual.startswith(wanted + "."))
+    """Exact, or a family with a trailing `.*` (`db.session.*` matches `db.session.start`)."""
+    if not isinstance(actual, str):
+        return False
+    if wanted.endswith(".*"):
+        return actual.startswith(wanted[:-1])
+    return actual == wanted
 
 
 class EventStore:

@@ -34,6 +34,7 @@ MAX_EVENTS = 1000
 MAX_EVENTS_BODY = 16 * 1024 * 1024
 EVENTS_PATH = "/v1/events"
 MAX_QUERY_TEXT = 256
+READ_CHUNK = 256 * 1024
 
 
 def events_log_path(data_dir: Path) -> Path:
@@ -45,9 +46,17 @@ async def _read_events_body(request: web.Request) -> list[Any]:
     """`{"events": [...]}` from the body, bounded in bytes and in count."""
     if request.content_length is not None and request.content_length > MAX_EVENTS_BODY:
         raise BadParameter("event batch is larger than 16 MiB: send smaller batches")
-    raw = await request.content.read(MAX_EVENTS_BODY + 1)
-    if len(raw) > MAX_EVENTS_BODY:
-        raise BadParameter("event batch is larger than 16 MiB: send smaller batches")
+    chunks: list[bytes] = []
+    total = 0
+    while True:  # StreamReader.read(n) returns what has arrived so far: read to the end
+        chunk = await request.content.read(READ_CHUNK)
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > MAX_EVENTS_BODY:
+            raise BadParameter("event batch is larger than 16 MiB: send smaller batches")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         body = json.loads(raw or b"{}")
     except ValueError as exc:

@@ -136,7 +136,7 @@ def events_group() -> None:
 
 
 @events_group.command("ls")
-@click.option("--type", "event_type", help="Event type, or a family like db.session.")
+@click.option("--type", "event_type", help="Event type, or a family like db.session.*.")
 @click.option("--user", help="Only this user's events.")
 @click.option("--since", help="Start: a duration back from now (1h, 2d) or an ISO time.")
 @click.option("--until", help="End (exclusive): a duration back from now or an ISO time.")

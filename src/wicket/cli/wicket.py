@@ -50,6 +50,7 @@ from wicket.config.writers import (
     write_new_file,
 )
 from wicket.daemon import run_daemon
+from wicket.demo import demo_command
 from wicket.errors import WicketError
 
 CONFIG_FILE_ENV = "WICKET_CONFIG_FILE"
@@ -501,6 +502,9 @@ def systemd(
         f'Wrote systemd unit file to "{path}". Now run: '
         "systemctl daemon-reload && systemctl enable --now wicket"
     )
+
+
+cli.add_command(demo_command)
 
 
 def main() -> None:

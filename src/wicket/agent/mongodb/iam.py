@@ -357,10 +357,13 @@ class IamAuthenticator:
         cached = self._accounts.get(key)
         if cached is not None:
             return cached
-        account = await self._account_from_cluster(host, chosen_region)
+        account, definitive = await self._account_from_cluster(host, chosen_region)
         if account is None:
             account = await self._caller_account(chosen_region)
-        self._accounts[key] = account
+        if definitive:
+            # A failed DescribeDBClusters is asked again next time: the cluster may live
+            # in another account than ours.
+            self._accounts[key] = account
         return account
 
     async def credentials_for(
@@ -389,14 +392,21 @@ class IamAuthenticator:
 
     # -- role chain with caching -------------------------------------------------------
 
-    async def _chain(self, hops: tuple[Hop, ...], session_name: str, region: str) -> AwsCredentials:
+    async def _chain(
+        self,
+        hops: tuple[Hop, ...],
+        session_name: str,
+        region: str,
+        full_chain: tuple[Hop, ...] | None = None,
+    ) -> AwsCredentials:
+        """Credentials at the end of `hops` (a prefix of `full_chain`, for error messages)."""
         key: ChainKey = (hops, session_name, region)
         cached = self._cache.get(key)
         if cached is not None and cached.fresh_at(self._clock(), self._refresh_margin):
             return cached
         task = self._in_flight.get(key)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._refresh(key))
+            task = asyncio.get_running_loop().create_task(self._refresh(key, full_chain or hops))
             self._in_flight[key] = task
             task.add_done_callback(functools.partial(self._finished, key))
         # A cancelled caller must not cancel the refresh the others are waiting on.
@@ -408,11 +418,11 @@ class IamAuthenticator:
         if not task.cancelled() and task.exception() is None:
             self._cache[key] = task.result()
 
-    async def _refresh(self, key: ChainKey) -> AwsCredentials:
+    async def _refresh(self, key: ChainKey, full_chain: tuple[Hop, ...]) -> AwsCredentials:
         hops, session_name, region = key
         source: AwsCredentials | None = None
         if len(hops) > 1:
-            source = await self._chain(hops[:-1], session_name, region)
+            source = await self._chain(hops[:-1], session_name, region, full_chain)
         hop = hops[-1]
         client = await self._client("sts", region, source)
         arguments: dict[str, Any] = {
@@ -430,7 +440,7 @@ class IamAuthenticator:
             message = str(error.get("Message", ""))
             if code == "AccessDenied":
                 raise AssumeRoleDenied(
-                    assume_role_denied_message(message, chain=hops, index=len(hops) - 1)
+                    assume_role_denied_message(message, chain=full_chain, index=len(hops) - 1)
                 ) from None
             raise UpstreamError(
                 f"AWS STS refused sts:AssumeRole on {hop.role_arn}: {code}: {message}"
@@ -449,8 +459,8 @@ class IamAuthenticator:
 
     # -- account resolution ------------------------------------------------------------
 
-    async def _account_from_cluster(self, host: str, region: str) -> str | None:
-        """The account field of the cluster ARN whose endpoint is `host`, if RDS tells us."""
+    async def _account_from_cluster(self, host: str, region: str) -> tuple[str | None, bool]:
+        """The account of the cluster whose endpoint is `host`, and whether RDS answered."""
         client = await self._client("rds", region, None)
         marker: str | None = None
         try:
@@ -468,7 +478,7 @@ class IamAuthenticator:
                     if host in endpoints:
                         account = account_of_arn(str(cluster.get("DBClusterArn", "")))
                         if account is not None:
-                            return account
+                            return account, True
                 marker = page.get("Marker")
                 if not marker:
                     break
@@ -479,12 +489,12 @@ class IamAuthenticator:
                 error.get("Code"),
                 error.get("Message"),
             )
-            return None
+            return None, False
         except AwsUnreachable as exc:
             log.warning("%s; using sts:GetCallerIdentity's account", exc)
-            return None
+            return None, False
         log.info("no DocumentDB cluster has endpoint %s; using sts:GetCallerIdentity", host)
-        return None
+        return None, True
 
     async def _caller_account(self, region: str) -> str:
         client = await self._client("sts", region, None)

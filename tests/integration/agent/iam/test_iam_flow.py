@@ -212,3 +212,15 @@ async def test_external_user_missing_gives_the_guides_message(
         assert await authenticated_user(fresh) == [{"user": role_arn, "db": "$external"}]
     finally:
         await fresh.close()
+
+
+async def test_account_falls_back_when_rds_is_unreachable(
+    monkeypatch: pytest.MonkeyPatch, agent_env: LocalAws
+) -> None:
+    closed = free_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_RDS", f"http://127.0.0.1:{closed}")
+    iam = IamAuthenticator()
+    account = await iam.account_id(
+        database_aws_account_id=None, cluster_endpoint="localhost:27017", region=None
+    )
+    assert account == agent_env.account_id

@@ -1,0 +1,323 @@
+"""Audit end to end: a real auth service with `/v1/events`, the writer as an agent runs it
+(host certificate, `POST /v1/events` over mutual TLS), and `wctl events ls`.
+
+The auth service is stopped mid-stream and started again on the same port and
+backend; the writer keeps emitting meanwhile, and no event may be lost or stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+from tests.unit.client.harness import LoopThread
+
+from wicket.api.client import AuthClient
+from wicket.audit.events import SessionAudit
+from wicket.audit.writer import AuditWriter, auth_api_sender, spool_directory
+from wicket.auth.events import EventStore
+from wicket.authserver.api import AuthAPI, host_certificate_for_self
+from wicket.authserver.events_api import add_event_routes, events_log_path
+from wicket.authserver.server import AuthServer, AuthSettings
+from wicket.backend.sqlite import SQLiteBackend
+from wicket.cli.wctl import Session
+from wicket.cli.wctl_events import events_group
+from wicket.errors import AccessDenied
+from wicket.identity import HostRole, Identity, IdentityKind
+from wicket.pki.keys import generate_private_key, private_key_pem
+from wicket.pki.pem import certificate_pem
+from wicket.tlsconfig import client_context
+
+WAIT = 30.0
+
+
+@dataclass
+class AuthHost:
+    """An auth service (with the event routes) that the test can stop and start again."""
+
+    data_dir: Path
+    loop: LoopThread = field(default_factory=LoopThread)
+    backend: SQLiteBackend | None = None
+    server: AuthServer | None = None
+    port: int = 0
+
+    def start(self) -> None:
+        async def start() -> None:
+            if self.backend is None:
+                self.backend = await SQLiteBackend.open(self.data_dir / "wicket.db")
+            self.server = await AuthServer.start(
+                self.backend,
+                AuthSettings(
+                    cluster_name="example.com",
+                    host="127.0.0.1",
+                    port=self.port,
+                    data_dir=self.data_dir,
+                    nodename="test",
+                ),
+            )
+            self.port = self.server.address[1]
+
+        self.loop.run(start())
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.loop.run(self.server.close())
+            self.server = None
+
+    def stored(self) -> list[dict[str, Any]]:
+        assert self.backend is not None
+        store = EventStore(self.backend)
+        return self.loop.run(store.search(limit=10_000))
+
+    def client(self, identity: Identity) -> AuthClient:
+        """An API client with a fresh certificate for `identity`, signed by the right CA."""
+        assert self.server is not None
+        cluster = self.server.cluster
+        key = generate_private_key()
+        if identity.kind is IdentityKind.HOST:
+            assert identity.host_role is not None and identity.host_id is not None
+            cert = host_certificate_for_self(
+                cluster,
+                key.public_key(),
+                host_id=identity.host_id,
+                role=identity.host_role,
+                dns_names=["localhost"],
+                ip_addresses=["127.0.0.1"],
+            )
+        else:
+            cert = cluster.user.issue(key.public_key(), identity, ttl=timedelta(hours=1))
+        context = client_context(
+            ca_pems=[cluster.host.cert_pem()],
+            cert_chain_pem=certificate_pem(cert),
+            key_pem=private_key_pem(key),
+        )
+        return AuthClient(f"127.0.0.1:{self.port}", context, timeout=3.0)
+
+
+@pytest.fixture
+def auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuthHost]:
+    # Until the lead registers them in AuthAPI.application, add the event routes the way
+    # the daemon will (add_event_routes skips them if they are registered already).
+    original = AuthAPI.application
+    data_dir = tmp_path / "auth"
+
+    def application(self: AuthAPI) -> Any:
+        app = original(self)
+        add_event_routes(app, self, jsonl_path=events_log_path(data_dir))
+        return app
+
+    monkeypatch.setattr(AuthAPI, "application", application)
+    host = AuthHost(data_dir)
+    host.start()
+    try:
+        yield host
+    finally:
+        host.stop()
+        if host.backend is not None:
+            host.loop.run(host.backend.close())
+        host.loop.stop()
+
+
+def wait_for(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+SESSION = SessionAudit(
+    cluster="example.com",
+    user="alice",
+    roles=("access",),
+    session_id="session-1",
+    db_service="my-docdb",
+    db_protocol="mongodb",
+    db_user="wicket-docdb-user",
+    db_name="test",
+    client_addr="127.0.0.1:50123",
+    server_id=None,
+)
+
+
+def wctl(admin_dir: Path, *args: str) -> Result:
+    @click.group()
+    @click.pass_context
+    def root(ctx: click.Context) -> None:
+        ctx.obj = Session(admin_dir, None)
+
+    root.add_command(events_group)
+    return CliRunner().invoke(root, list(args), prog_name="wctl", catch_exceptions=False)
+
+
+def test_no_event_lost_across_an_auth_restart(auth: AuthHost, tmp_path: Path) -> None:
+    agent = Identity(
+        cluster="example.com",
+        kind=IdentityKind.HOST,
+        name="agent-1",
+        host_id="agent-1",
+        host_role=HostRole.DB,
+    )
+    client = auth.client(agent)
+    writer_loop = LoopThread()
+    spool_dir = spool_directory(tmp_path / "agent")
+
+    async def make_writer() -> AuditWriter:
+        writer = AuditWriter(
+            send=auth_api_sender(client),
+            spool_dir=spool_dir,
+            batch_size=20,
+            flush_interval=0.05,
+            retry_initial=0.1,
+            retry_max=0.5,
+            send_timeout=5.0,
+        )
+        writer.start()
+        return writer
+
+    writer = writer_loop.run(make_writer())
+    emitted: list[str] = []
+
+    def emit(count: int, command: str) -> None:
+        async def work() -> None:
+            for index in range(count):
+                event = SESSION.query(
+                    command=command,
+                    database="test",
+                    namespaces=["test.orders"],
+                    body={command: "orders", "filter": {"n": index}, "password": "nope"},
+                )
+                emitted.append(event.id)
+                writer.emit(event)
+                if index % 10 == 0:
+                    await asyncio.sleep(0.01)
+
+        writer_loop.run(work())
+
+    try:
+        writer_loop.run(asyncio.sleep(0))
+        emit_start = SESSION.start(success=True)
+        emitted.append(emit_start.id)
+        writer_loop.loop.call_soon_threadsafe(writer.emit, emit_start)
+        emit(60, "find")
+        wait_for(lambda: len(auth.stored()) == 61, "the first events stored")
+
+        auth.stop()  # the auth service goes away mid-stream
+        emit(80, "insert")
+        wait_for(lambda: writer.stats.send_failures >= 1, "a failed delivery")
+        assert writer.spool.count() >= 1
+        emit(40, "update")
+        auth.start()  # back on the same port, same backend
+        emit(20, "delete")
+        wait_for(lambda: len(auth.stored()) == len(emitted), "every event stored")
+        wait_for(lambda: not list(spool_dir.glob("*.jsonl")), "the spool drained")
+    finally:
+        writer_loop.run(writer.close())
+        writer_loop.run(client.close())
+        writer_loop.stop()
+
+    stored = auth.stored()
+    assert sorted(event["id"] for event in stored) == sorted(emitted)
+    assert {event["server_id"] for event in stored} == {"agent-1"}  # from the certificate
+    assert all(event["query"]["password"] == "<redacted>" for event in stored[1:])
+    log_lines = events_log_path(auth.data_dir).read_text().splitlines()
+    assert sorted(json.loads(line)["id"] for line in log_lines) == sorted(emitted)
+
+    # wctl events ls, as the admin on the auth host
+    admin_dir = auth.data_dir / "admin"
+    text = wctl(admin_dir, "events", "ls", "--type", "db.session.start")
+    assert text.exit_code == 0, text.output
+    lines = text.stdout.splitlines()
+    assert lines[0].split() == ["Time", "Type", "User", "Database", "Details"]
+    assert len(lines) == 3
+    assert lines[2].split()[1:] == ["db.session.start", "alice", "my-docdb/test", "success"]
+
+    listed = json.loads(
+        wctl(admin_dir, "events", "ls", "--since", "1h", "--limit", "5", "--format", "json").stdout
+    )
+    assert [event["id"] for event in listed] == [event["id"] for event in stored[-5:]]
+    newest = json.loads(
+        wctl(admin_dir, "events", "ls", "--user", "alice", "--limit", "3", "--format", "json")
+        .stdout
+    )
+    assert [event["command"] for event in newest] == ["delete"] * 3
+    assert wctl(admin_dir, "events", "ls", "--user", "bob").stdout.count("\n") == 2
+    yaml_out = wctl(admin_dir, "events", "ls", "--limit", "1", "--format", "yaml").stdout
+    assert "type: db.session.query" in yaml_out
+    bad = wctl(admin_dir, "events", "ls", "--since", "yesterday")
+    assert bad.exit_code == 1 and "wctl: invalid time 'yesterday'" in bad.stderr
+
+
+def test_who_may_send_and_read_events(auth: AuthHost) -> None:
+    auditor = Identity(
+        cluster="example.com", kind=IdentityKind.USER, name="carol", roles=("auditor",)
+    )
+    user = Identity(cluster="example.com", kind=IdentityKind.USER, name="dave", roles=("access",))
+    event = SESSION.start(success=False, error="no role allows db user x").to_json()
+
+    async def calls() -> None:
+        async with auth.client(user) as client:
+            with pytest.raises(AccessDenied, match="only Wicket hosts and the admin"):
+                await client.post("/v1/events", {"events": [event]})
+            with pytest.raises(AccessDenied, match="may not list events"):
+                await client.get("/v1/events")
+        proxy = Identity(
+            cluster="example.com",
+            kind=IdentityKind.HOST,
+            name="proxy-1",
+            host_id="proxy-1",
+            host_role=HostRole.PROXY,
+        )
+        async with auth.client(proxy) as client:
+            answer = await client.post("/v1/events", {"events": [event, event]})
+            assert answer == {"accepted": 1, "duplicates": 1}
+            with pytest.raises(AccessDenied):
+                await client.get("/v1/events")
+            too_many = {"events": [event] * 1001}
+            with pytest.raises(Exception, match="at most 1000 events"):
+                await client.post("/v1/events", too_many)
+            huge = {**event, "id": "6a1c3f0e-0000-4000-8000-000000000000", "blob": "x" * 70_000}
+            with pytest.raises(Exception, match="larger than 64 KiB"):
+                await client.post("/v1/events", {"events": [huge]})
+        async with auth.client(auditor) as client:
+            found = await client.get("/v1/events?type=db.session.start")
+            assert [item["id"] for item in found] == [event["id"]]
+            assert found[0]["server_id"] == "proxy-1" and found[0]["success"] is False
+
+    auth.loop.run(calls())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="AuthClient.call reads only the first chunk of an answer (content.read(n)); "
+    "remove this mark once wicket.api.client reads to the end",
+)
+def test_wctl_lists_answers_larger_than_one_read(auth: AuthHost) -> None:
+    proxy = Identity(
+        cluster="example.com",
+        kind=IdentityKind.HOST,
+        name="proxy-1",
+        host_id="proxy-1",
+        host_role=HostRole.PROXY,
+    )
+    events = [SESSION.start(success=True).to_json() for _ in range(400)]
+
+    async def send() -> None:
+        async with auth.client(proxy) as client:
+            await client.post("/v1/events", {"events": events})
+
+    auth.loop.run(send())
+    result = wctl(auth.data_dir / "admin", "events", "ls", "--format", "json")
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    assert sorted(event["id"] for event in listed) == sorted(event["id"] for event in events)
