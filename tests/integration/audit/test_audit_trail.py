@@ -19,8 +19,8 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner, Result
-from tests.unit.client.harness import LoopThread
 
+from tests.unit.client.harness import LoopThread
 from wicket.api.client import AuthClient
 from wicket.audit.events import SessionAudit
 from wicket.audit.writer import AuditWriter, auth_api_sender, spool_directory
@@ -247,8 +247,9 @@ def test_no_event_lost_across_an_auth_restart(auth: AuthHost, tmp_path: Path) ->
     )
     assert [event["id"] for event in listed] == [event["id"] for event in stored[-5:]]
     newest = json.loads(
-        wctl(admin_dir, "events", "ls", "--user", "alice", "--limit", "3", "--format", "json")
-        .stdout
+        wctl(
+            admin_dir, "events", "ls", "--user", "alice", "--limit", "3", "--format", "json"
+        ).stdout
     )
     assert [event["command"] for event in newest] == ["delete"] * 3
     assert wctl(admin_dir, "events", "ls", "--user", "bob").stdout.count("\n") == 2

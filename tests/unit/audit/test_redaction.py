@@ -134,7 +134,9 @@ def test_small_command_is_untouched() -> None:
 def test_truncation_keeps_valid_json_with_marker(limit: int) -> None:
     command = {
         "insert": "c",
-        "documents": [{"_id": i, "text": "x" * 500, "nested": {"list": list(range(50))}} for i in range(100)],
+        "documents": [
+            {"_id": i, "text": "x" * 500, "nested": {"list": list(range(50))}} for i in range(100)
+        ],
         "$db": "test",
     }
     result = command_json(command, limit)
@@ -176,14 +178,18 @@ def test_truncate_json_directly() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=50),
-    lambda children: st.lists(children, max_size=6)
-    | st.dictionaries(st.text(max_size=10), children, max_size=6),
+    lambda children: (
+        st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=10), children, max_size=6)
+    ),
     max_leaves=60,
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(document=st.dictionaries(st.text(max_size=12), json_values, max_size=8), limit=st.integers(20, 600))
+@given(
+    document=st.dictionaries(st.text(max_size=12), json_values, max_size=8),
+    limit=st.integers(20, 600),
+)
 def test_truncation_property(document: dict[str, Any], limit: int) -> None:
     result = truncate_json(document, limit)
     assert json_size(result) <= limit

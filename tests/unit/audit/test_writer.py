@@ -138,7 +138,9 @@ async def test_killed_mid_send_every_event_stored_exactly_once(
         acknowledgement_lost.set()
         await asyncio.Event().wait()  # ... and the acknowledgement never comes
 
-    first = AuditWriter(send=store_then_hang, spool_dir=spool_dir, batch_size=10, flush_interval=0.02)
+    first = AuditWriter(
+        send=store_then_hang, spool_dir=spool_dir, batch_size=10, flush_interval=0.02
+    )
     task = first.start()
     emitted = [event(i) for i in range(35)]
     for item in emitted:

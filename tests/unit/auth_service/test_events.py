@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
 from tests.unit.auth_service.conftest import START, FakeClock
+
 from wicket.audit.events import AuditEvent, EventType, user_login
 from wicket.auth.events import EventStore, event_key
 from wicket.backend.sqlite import SQLiteBackend
@@ -29,9 +29,7 @@ async def test_append_dedupes_by_id(events: EventStore) -> None:
     again = await events.append([*batch, make(EventType.SESSION_END, "alice", 4)])
     assert (again.accepted, again.duplicates) == (1, 3)
     stored = await events.search()
-    assert [item["id"] for item in stored] == [item["id"] for item in batch] + [
-        stored[-1]["id"]
-    ]
+    assert [item["id"] for item in stored] == [item["id"] for item in batch] + [stored[-1]["id"]]
 
 
 async def test_keys_sort_by_time(events: EventStore, backend: SQLiteBackend) -> None:
@@ -48,8 +46,9 @@ async def test_search_filters_and_order(events: EventStore) -> None:
         make(EventType.SESSION_QUERY, "alice", 91),
         make(EventType.SESSION_QUERY_FAILED, "alice", 92),
         make(EventType.SESSION_START, "bob", 30),
-        user_login(cluster="c", user="bob", success=True, now=START + timedelta(minutes=200))
-        .to_json(),
+        user_login(
+            cluster="c", user="bob", success=True, now=START + timedelta(minutes=200)
+        ).to_json(),
         make(EventType.SESSION_END, "alice", 300),
     ]
     await events.append(list(reversed(batch)))  # arrival order does not matter
