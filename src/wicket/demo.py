@@ -312,7 +312,9 @@ def query_through_wicket(ground: Playground) -> list[str]:
 def demo_command(directory: Path | None, keep_running: bool) -> None:
     """Run the DocumentDB guide end to end on this machine (local AWS and DocumentDB stand-ins)."""
     own = directory is None
-    work = Path(tempfile.mkdtemp(prefix="wicket-demo-")) if directory is None else directory.resolve()
+    work = (
+        Path(tempfile.mkdtemp(prefix="wicket-demo-")) if directory is None else directory.resolve()
+    )
     try:
         with playground(work) as ground:
             say("==> A real query through Wicket (wsh db connect ... -- --eval ...):")

@@ -99,7 +99,7 @@ def _write_all(descriptor: int, data: bytes) -> None:
         view = view[os.write(descriptor, view) :]
 
 
-def _load_chain(context: ssl.SSLContext, cert_chain_pem: bytes, key_pem: bytes) -> None:
+def load_certificate_chain(context: ssl.SSLContext, cert_chain_pem: bytes, key_pem: bytes) -> None:
     """Load our certificate chain and private key into a context."""
     chain = _check_pem(cert_chain_pem, "certificate chain")
     key = _check_pem(key_pem, "private key")
@@ -139,7 +139,7 @@ def server_context(
         raise BadParameter("requiring client certificates needs the CAs to verify them with")
     context = _base_context(ssl.PROTOCOL_TLS_SERVER)
     context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
-    _load_chain(context, cert_chain_pem, key_pem)
+    load_certificate_chain(context, cert_chain_pem, key_pem)
     if client_cas:
         _load_cas(context, client_cas, "client CA certificate")
         context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
@@ -173,7 +173,7 @@ def client_context(
     else:
         context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if cert_chain_pem is not None and key_pem is not None:
-        _load_chain(context, cert_chain_pem, key_pem)
+        load_certificate_chain(context, cert_chain_pem, key_pem)
     _set_alpn(context, alpn)
     return context
 

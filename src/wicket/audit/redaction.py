@@ -163,6 +163,8 @@ def _fit(value: Any, budget: int) -> Any:
             used += (1 if len(out) > 1 else 0) + json_size(name) + 1 + json_size(fitted)
             if fitted is not item:
                 break
+        if json_size(out) > budget:
+            raise _NoRoom
         return out
     if isinstance(value, list):
         items: list[Any] = []

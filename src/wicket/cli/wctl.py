@@ -31,6 +31,7 @@ from wicket.auth.resources import (
     resource_to_dict,
 )
 from wicket.auth.roles import Role
+from wicket.cli.wctl_auth import auth_group
 from wicket.client.cli_support import ErrorReportingGroup, run
 from wicket.client.identity_files import ClientIdentity, resolve_identity
 from wicket.client.output import (
@@ -628,6 +629,9 @@ def db_ls(s: Session, output: str) -> None:
         for d in listed
     ]
     click.echo(render_table(("Name", "Protocol", "URI", "Labels", "Agents"), rows), nl=False)
+
+
+cli.add_command(auth_group)
 
 
 def main() -> None:

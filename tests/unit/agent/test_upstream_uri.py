@@ -194,7 +194,10 @@ async def test_srv_seedlist_and_txt_options(dns_server: tuple[DnsResponder, int]
         ("cluster0.example.com", "TXT"): ['"replicaSet=rs0&authSource=admin"'],
     }
     target = await resolve("mongodb+srv://cluster0.example.com/?authSource=other", port)
-    assert sorted(target.hosts) == [("node1.example.com", 27017), ("node2.cluster0.example.com", 27018)]
+    assert sorted(target.hosts) == [
+        ("node1.example.com", 27017),
+        ("node2.cluster0.example.com", 27018),
+    ]
     assert target.replica_set == "rs0"
     assert target.auth_source == "other"  # the URI wins over TXT
     assert target.tls is True
@@ -212,7 +215,7 @@ async def test_srv_tls_false_in_the_uri_is_kept(dns_server: tuple[DnsResponder, 
 async def test_srv_target_outside_the_parent_domain(dns_server: tuple[DnsResponder, int]) -> None:
     responder, port = dns_server
     responder.records = {("_mongodb._tcp.c.example.com", "SRV"): ["0 0 1 evil.attacker.net."]}
-    with pytest.raises(UpstreamConnectError, match="not in the domain example.com"):
+    with pytest.raises(UpstreamConnectError, match=r"not in the domain example\.com"):
         await resolve("mongodb+srv://c.example.com", port)
 
 

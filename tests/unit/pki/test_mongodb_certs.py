@@ -1,17 +1,27 @@
-"""Certificates for self-hosted MongoDB from the database CA: subjects, SANs, usages, TTLs."""
+"""Certificates for self-hosted MongoDB from the database CA, and `wctl auth sign --format=mongodb`.
+
+The CLI tests run on an auth host's real SQLite backend.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import click
 import pytest
+from click.testing import CliRunner
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from wicket.authserver.cluster import ClusterAuthorities, load_or_create
+from wicket.backend.sqlite import SQLiteBackend
+from wicket.cli.wctl import cli as wctl_cli
+from wicket.cli.wctl_auth import auth_group
 from wicket.errors import BadParameter
 from wicket.pki.authority import CAKind, CertificateAuthority
 from wicket.pki.keys import load_private_key
@@ -140,3 +150,116 @@ def test_server_certificate_works_in_a_tls_handshake(tmp_path: Path) -> None:
         ):
             assert tls.recv(2) == b"ok"
         thread.join(timeout=5)
+
+
+# --- wctl auth sign --------------------------------------------------------------------
+
+# The real wctl root (its -c option and error handling) with the auth group attached,
+# whether or not wctl.py registers it yet.
+WCTL = click.Group(
+    name="wctl",
+    params=list(wctl_cli.params),
+    callback=wctl_cli.callback,
+    commands={**wctl_cli.commands, "auth": auth_group},
+)
+
+
+def write_config(tmp_path: Path, *, auth: bool = True) -> Path:
+    config = tmp_path / "wicket.yaml"
+    service = "auth_service: {enabled: true, cluster_name: example.com}\n"
+    if not auth:
+        service = "db_service: {enabled: true}\nwicket: {auth_token: x, proxy_server: p:3080}\n"
+        config.write_text("version: v1\n" + service)
+        return config
+    config.write_text(f"version: v1\nwicket: {{data_dir: {tmp_path / 'data'}}}\n" + service)
+    return config
+
+
+def make_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700)
+    return path
+
+
+async def create_cluster(data_dir: Path) -> ClusterAuthorities:
+    backend = await SQLiteBackend.open(data_dir / "backend.sqlite")
+    try:
+        return await load_or_create(backend, "example.com")
+    finally:
+        await backend.close()
+
+
+def sign(config: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(WCTL, ["-c", str(config), "auth", "sign", *args])
+    return result.exit_code, result.output
+
+
+def test_sign_writes_files_mongod_can_use(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    cluster = asyncio.run(create_cluster(make_dir(tmp_path / "data")))
+    prefix = tmp_path / "out" / "mongo"
+    code, output = sign(
+        config, "--format=mongodb", "--host=localhost,127.0.0.1", f"--out={prefix}", "--ttl=24h"
+    )
+    assert code == 0, output
+    crt, cas = Path(f"{prefix}.crt"), Path(f"{prefix}.cas")
+    for path in (crt, cas):
+        assert path.stat().st_mode & 0o777 == 0o600
+    assert cas.read_bytes() == cluster.db.cert_pem()
+    # mongod's certificateKeyFile: certificate and key in one PEM, loadable by a TLS server
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(crt)
+    certificate = x509.load_pem_x509_certificate(crt.read_bytes())
+    certificate.verify_directly_issued_by(x509.load_pem_x509_certificate(cas.read_bytes()))
+    lifetime = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+    assert timedelta(hours=24) <= lifetime <= timedelta(hours=24, minutes=2)
+    sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
+    # a client trusting the .cas file accepts the server by name
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.load_verify_locations(cafile=str(cas))
+    assert "mode: requireTLS" in output
+    assert f"certificateKeyFile: {crt}" in output
+    assert f"CAFile: {cas}" in output
+    assert "authorization: enabled" in output
+    assert "tls.ca_cert_file" in output
+
+
+def test_default_ttl_is_2190h(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    asyncio.run(create_cluster(make_dir(tmp_path / "data")))
+    code, output = sign(config, "--format=mongodb", "--host=db", f"--out={tmp_path / 'x'}")
+    assert code == 0, output
+    certificate = x509.load_pem_x509_certificate((tmp_path / "x.crt").read_bytes())
+    lifetime = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+    assert timedelta(hours=2190) <= lifetime <= timedelta(hours=2190, minutes=2)
+
+
+def test_not_on_the_auth_host(tmp_path: Path) -> None:
+    code, output = sign(
+        write_config(tmp_path, auth=False), "--format=mongodb", "--host=db", "--out=x"
+    )
+    assert code == 1
+    assert output.startswith("wctl: wctl auth sign needs the database CA's private key")
+    assert "auth host" in output
+
+
+def test_auth_service_never_started(tmp_path: Path) -> None:
+    code, output = sign(write_config(tmp_path), "--format=mongodb", "--host=db", "--out=x")
+    assert code == 1
+    assert "start the auth service once" in output
+    assert not (tmp_path / "data").exists()  # nothing created by a failed sign
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--format=pem", "--host=db", "--out=x"], "--format"),
+        (["--format=mongodb", "--host=,", "--out=x"], "at least one host"),
+        (["--format=mongodb", "--host=db", "--out=x", "--ttl=soon"], "invalid duration"),
+        (["--format=mongodb", "--out=x"], "--host"),
+    ],
+)
+def test_usage_errors(tmp_path: Path, args: list[str], fragment: str) -> None:
+    code, output = sign(write_config(tmp_path), *args)
+    assert code == 2
+    assert fragment in output

@@ -27,7 +27,7 @@ from wicket.agent.mongodb.uri import UpstreamConnectError, format_address
 from wicket.auth.databases import TlsMode, TlsSettings
 from wicket.errors import BadParameter
 from wicket.pki.pem import load_der_certificate
-from wicket.tlsconfig import _load_chain
+from wicket.tlsconfig import load_certificate_chain
 
 AWS_GLOBAL_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 AWS_ROTATE_CERT_DOCS = (
@@ -85,7 +85,7 @@ def upstream_tls(
             context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if client_certificate is not None:
         cert_pem, key_pem = client_certificate
-        _load_chain(context, cert_pem, key_pem)
+        load_certificate_chain(context, cert_pem, key_pem)
     return UpstreamTls(context, settings.mode, ca_file)
 
 

@@ -436,9 +436,9 @@ async def _cancel_and_close(
         task.cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     for result in results:
-        if isinstance(result, UpstreamConnection) and result is not keep:
-            if not result.writer.is_closing():
-                await result.close()
+        unclaimed = isinstance(result, UpstreamConnection) and result is not keep
+        if unclaimed and isinstance(result, UpstreamConnection) and not result.writer.is_closing():
+            await result.close()
 
 
 def _no_primary_error(target: MongoTarget, failures: list[WicketError]) -> UpstreamError:
