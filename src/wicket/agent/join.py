@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from wicket.api.bodies import read_bounded
 from wicket.api.client import AUTH_ALPN, AuthClient
 from wicket.errors import AccessDenied, BadParameter, UpstreamError
 from wicket.pki.keys import (
@@ -115,8 +116,8 @@ async def fetch_cluster_info(proxy_addr: str) -> dict[str, Any]:
             aiohttp.ClientSession(timeout=timeout) as session,
             session.get(url, ssl=context) as response,
         ):
-            raw = await response.content.read(MAX_CLUSTER_INFO + 1)
-            if response.status != 200 or len(raw) > MAX_CLUSTER_INFO:
+            raw = await read_bounded(response.content, MAX_CLUSTER_INFO)
+            if response.status != 200 or raw is None:
                 raise UpstreamError(f"proxy {proxy_addr} answered HTTP {response.status} on {url}")
             data = json.loads(raw)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:

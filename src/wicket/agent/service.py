@@ -21,7 +21,7 @@ from wicket.agent.join import HostIdentity
 from wicket.agent.mongodb.engine import EngineContext, MongoSession
 from wicket.agent.mongodb.iam import IamAuthenticator
 from wicket.api.client import AUTH_ALPN, AuthClient
-from wicket.audit.writer import AuditWriter
+from wicket.audit.writer import AuditWriter, auth_api_sender, spool_directory
 from wicket.auth.databases import Database
 from wicket.auth.resources import parse_resource
 from wicket.auth.roles import Role
@@ -70,8 +70,8 @@ class DatabaseAgent:
         self.heartbeats = 0
         self.last_heartbeat_error: str | None = None
         self.audit = AuditWriter(
-            send=self._send_events,
-            spool_dir=data_dir / "audit-spool",
+            send=auth_api_sender(self.auth),
+            spool_dir=spool_directory(data_dir) / "agent",
             jsonl_path=data_dir / "log" / "events.jsonl",
         )
         self._roles: dict[str, tuple[float, Role]] = {}
@@ -87,9 +87,6 @@ class DatabaseAgent:
             iam=IamAuthenticator(),
             emit=self.audit.emit,
         )
-
-    async def _send_events(self, events: list[dict[str, Any]]) -> None:
-        await self.auth.post("/v1/events", {"events": events})
 
     async def _database(self, name: str) -> Database:
         for database in self.static_databases:

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from wicket.api.bodies import read_bounded
 from wicket.api.errors import error_from_body
 from wicket.errors import AccessDenied, Timeout, UpstreamError
 
@@ -67,12 +68,14 @@ class AuthClient:
             async with session.request(
                 method, url, json=body, server_hostname=AUTH_SERVER_NAME
             ) as response:
-                raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
-                if len(raw) > MAX_RESPONSE_BYTES:
+                raw = await read_bounded(response.content, MAX_RESPONSE_BYTES)
+                if raw is None:
                     raise UpstreamError(f"answer from {self.address} is larger than 16 MiB")
                 try:
                     data = json.loads(raw) if raw else None
                 except ValueError:
+                    if response.status < 300:
+                        raise UpstreamError(f"answer from {self.address} is not JSON") from None
                     data = None
                 if response.status >= 300:
                     raise error_from_body(response.status, data)

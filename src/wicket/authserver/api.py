@@ -18,13 +18,16 @@ from aiohttp import web
 from cryptography import x509
 
 from wicket import __version__
+from wicket.api.bodies import read_bounded
 from wicket.api.errors import error_body
+from wicket.audit.events import user_locked, user_login
+from wicket.audit.writer import AuditWriter
 from wicket.auth.databases import Database, DatabaseService, database_from_resource
 from wicket.auth.resources import parse_resource
 from wicket.auth.roles import AccessChecker, Role, RoleService
 from wicket.auth.store import encode_time
 from wicket.auth.tokens import TokenService
-from wicket.auth.users import LoginFailed, UserService
+from wicket.auth.users import LoginFailed, LoginLocked, UserService
 from wicket.authserver.cluster import ClusterAuthorities
 from wicket.errors import AccessDenied, BadParameter, NotFound, WicketError
 from wicket.identity import DatabaseRoute, HostRole, Identity, IdentityKind
@@ -67,8 +70,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object (bounded)."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise BadParameter("request body is larger than 1 MiB")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
+    raw = await read_bounded(request.content, MAX_BODY_BYTES)
+    if raw is None:
         raise BadParameter("request body is larger than 1 MiB")
     try:
         data = json.loads(raw or b"{}")
@@ -120,6 +123,7 @@ class AuthAPI:
         databases: DatabaseService,
         session_ttl: timedelta,
         proxy_public_addr: str | None,
+        audit: AuditWriter,
     ) -> None:
         self.cluster = cluster
         self.users = users
@@ -128,6 +132,7 @@ class AuthAPI:
         self.databases = databases
         self.session_ttl = session_ttl
         self.proxy_public_addr = proxy_public_addr
+        self.audit = audit
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -291,11 +296,40 @@ class AuthAPI:
         if otp is not None and not isinstance(otp, str):
             raise BadParameter('"otp" must be a string')
         public_key = load_public_key(str(_text(body, "public_key_pem")).encode())
+        client = request.headers.get("X-Forwarded-For") or request.remote
         try:
             user = await self.users.authenticate(name, password, otp)
         except LoginFailed as failure:
             log.warning("login of %r refused: %s", name, failure.reason.value)
+            self.audit.emit(
+                user_login(
+                    cluster=self.cluster.name,
+                    user=name,
+                    success=False,
+                    error=failure.reason.value,
+                    client_addr=client,
+                )
+            )
+            if isinstance(failure, LoginLocked) and failure.just_locked:
+                self.audit.emit(
+                    user_locked(
+                        cluster=self.cluster.name,
+                        user=name,
+                        locked_until=failure.locked_until,
+                        failures=failure.failures,
+                        client_addr=client,
+                    )
+                )
             raise
+        self.audit.emit(
+            user_login(
+                cluster=self.cluster.name,
+                user=user.name,
+                success=True,
+                roles=user.roles,
+                client_addr=client,
+            )
+        )
         checker = await AccessChecker.for_identity(self.roles, user.roles, user.traits)
         ttl = self.session_ttl
         requested = body.get("ttl_seconds")

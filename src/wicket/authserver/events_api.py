@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from wicket.api.bodies import read_bounded
 from wicket.audit.events import parse_time, validate_event
 from wicket.audit.spool import append_private, encode_lines, prepare_private_directory
 from wicket.auth.events import DEFAULT_LIMIT, MAX_LIMIT, EventStore
@@ -46,17 +47,9 @@ async def _read_events_body(request: web.Request) -> list[Any]:
     """`{"events": [...]}` from the body, bounded in bytes and in count."""
     if request.content_length is not None and request.content_length > MAX_EVENTS_BODY:
         raise BadParameter("event batch is larger than 16 MiB: send smaller batches")
-    chunks: list[bytes] = []
-    total = 0
-    while True:  # StreamReader.read(n) returns what has arrived so far: read to the end
-        chunk = await request.content.read(READ_CHUNK)
-        if not chunk:
-            break
-        total += len(chunk)
-        if total > MAX_EVENTS_BODY:
-            raise BadParameter("event batch is larger than 16 MiB: send smaller batches")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = await read_bounded(request.content, MAX_EVENTS_BODY)
+    if raw is None:
+        raise BadParameter("event batch is larger than 16 MiB: send smaller batches")
     try:
         body = json.loads(raw or b"{}")
     except ValueError as exc:

@@ -14,16 +14,20 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from wicket.api.client import AUTH_SERVER_NAME
+from wicket.audit.writer import AuditWriter, spool_directory
 from wicket.auth.databases import DatabaseService
+from wicket.auth.events import EventStore
 from wicket.auth.roles import RoleService
 from wicket.auth.tokens import TokenService
 from wicket.auth.users import SecondFactor, UserService
 from wicket.authserver.api import AuthAPI, host_certificate_for_self
 from wicket.authserver.cluster import ClusterAuthorities, load_or_create
+from wicket.authserver.events_api import add_event_routes, events_log_path
 from wicket.backend.base import Backend
 from wicket.identity import HostRole, Identity, IdentityKind
 from wicket.pki.keys import generate_private_key, private_key_pem, write_private_file
@@ -93,6 +97,7 @@ class AuthServer:
         self.api = api
         self.runner = runner
         self.address = address
+        self.audit_task: asyncio.Task[None] | None = None
 
     @property
     def cluster(self) -> ClusterAuthorities:
@@ -110,6 +115,11 @@ class AuthServer:
             second_factor=settings.second_factor,
             cluster_name=cluster.name,
         )
+        events = EventStore(backend)
+
+        async def store_events(batch: list[dict[str, Any]]) -> None:
+            await events.append(batch)
+
         api = AuthAPI(
             cluster=cluster,
             users=users,
@@ -118,6 +128,11 @@ class AuthServer:
             databases=DatabaseService(backend),
             session_ttl=settings.session_ttl,
             proxy_public_addr=settings.proxy_public_addr,
+            audit=AuditWriter(
+                send=store_events,
+                spool_dir=spool_directory(settings.data_dir) / "auth",
+                jsonl_path=None,
+            ),
         )
         key = generate_private_key()
         names = sorted({AUTH_SERVER_NAME, "localhost", settings.nodename})
@@ -142,15 +157,16 @@ class AuthServer:
             client_cas=[cluster.user.cert_pem(), cluster.host.cert_pem()],
             require_client_cert=False,
         )
-        runner = web.AppRunner(
-            api.application(), access_log=None, handle_signals=False, shutdown_timeout=5
-        )
+        app = api.application()
+        add_event_routes(app, api, events, jsonl_path=events_log_path(settings.data_dir))
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
         await site.start()
         bound = _bound_address(site, settings.host, settings.port)
         server = cls(api, runner, (str(bound[0]), int(bound[1])))
         server.write_admin_identity(settings.data_dir)
+        server.audit_task = api.audit.start()
         log.info("auth service for cluster %s on %s:%d", cluster.name, *server.address)
         return server
 
@@ -174,5 +190,6 @@ class AuthServer:
         return files
 
     async def close(self) -> None:
-        """Stop serving."""
+        """Stop serving; flush (or spool) the auth service's own audit events."""
         await self.runner.cleanup()
+        await self.api.audit.close()

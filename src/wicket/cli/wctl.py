@@ -32,6 +32,7 @@ from wicket.auth.resources import (
 )
 from wicket.auth.roles import Role
 from wicket.cli.wctl_auth import auth_group
+from wicket.cli.wctl_events import events_group
 from wicket.client.cli_support import ErrorReportingGroup, run
 from wicket.client.identity_files import ClientIdentity, resolve_identity
 from wicket.client.output import (
@@ -632,6 +633,7 @@ def db_ls(s: Session, output: str) -> None:
 
 
 cli.add_command(auth_group)
+cli.add_command(events_group)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""CLI layer: the `wsh` user command (login, status, logout, signup, db ls).
+"""CLI layer: the `wsh` user command (login, status, logout, signup, db ls; db login/connect/
+logout/config/env and proxy db from `wsh_db`).
 
 `wsh` reaches a cluster only through its proxy: the web API (ALPN `http/1.1`) for
 discovery, the CA and login; the `wicket-auth` route with the user certificate for
@@ -19,6 +20,7 @@ import click
 from wicket import __version__
 from wicket.api.client import AUTH_ALPN, AuthClient
 from wicket.auth.durations import parse_duration
+from wicket.cli.wsh_db import register as register_db_commands
 from wicket.client.cli_support import ErrorReportingGroup, run
 from wicket.client.identity_files import identity_from_profile
 from wicket.client.output import (
@@ -387,6 +389,9 @@ def db_ls(output: str) -> None:
         render_table(("Name", "Description", "Allowed Users", "Labels", "Connect"), rows),
         nl=False,
     )
+
+
+register_db_commands(db, cli)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from wicket.api.bodies import read_bounded
 from wicket.api.errors import error_from_body
 from wicket.errors import Timeout, UpstreamError
 from wicket.tlsconfig import client_context
@@ -57,8 +58,8 @@ class ProxyWebClient:
                 aiohttp.ClientSession(connector=connector, timeout=self._timeout) as session,
                 session.request(method, url, json=body) as response,
             ):
-                raw = await response.content.read(MAX_WEB_RESPONSE + 1)
-                if len(raw) > MAX_WEB_RESPONSE:
+                raw = await read_bounded(response.content, MAX_WEB_RESPONSE)
+                if raw is None:
                     raise UpstreamError(f"answer from {self.proxy} is larger than 1 MiB")
                 try:
                     data = json.loads(raw) if raw else None

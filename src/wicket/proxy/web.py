@@ -18,6 +18,7 @@ import segno
 from aiohttp import web
 
 from wicket import __version__
+from wicket.api.bodies import read_bounded
 from wicket.api.client import AuthClient
 from wicket.api.errors import error_body
 from wicket.errors import BadParameter, NotFound, UpstreamError, WicketError
@@ -226,8 +227,8 @@ class ProxyWeb:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.content.read(MAX_FORM_BYTES + 1)
-    if len(raw) > MAX_FORM_BYTES:
+    raw = await read_bounded(request.content, MAX_FORM_BYTES)
+    if raw is None:
         raise BadParameter("request body is too large")
     try:
         data = json.loads(raw or b"{}")

@@ -25,8 +25,8 @@ from wicket.api.client import AuthClient
 from wicket.audit.events import SessionAudit
 from wicket.audit.writer import AuditWriter, auth_api_sender, spool_directory
 from wicket.auth.events import EventStore
-from wicket.authserver.api import AuthAPI, host_certificate_for_self
-from wicket.authserver.events_api import add_event_routes, events_log_path
+from wicket.authserver.api import host_certificate_for_self
+from wicket.authserver.events_api import events_log_path
 from wicket.authserver.server import AuthServer, AuthSettings
 from wicket.backend.sqlite import SQLiteBackend
 from wicket.cli.wctl import Session
@@ -104,19 +104,8 @@ class AuthHost:
 
 
 @pytest.fixture
-def auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuthHost]:
-    # Until the lead registers them in AuthAPI.application, add the event routes the way
-    # the daemon will (add_event_routes skips them if they are registered already).
-    original = AuthAPI.application
-    data_dir = tmp_path / "auth"
-
-    def application(self: AuthAPI) -> Any:
-        app = original(self)
-        add_event_routes(app, self, jsonl_path=events_log_path(data_dir))
-        return app
-
-    monkeypatch.setattr(AuthAPI, "application", application)
-    host = AuthHost(data_dir)
+def auth(tmp_path: Path) -> Iterator[AuthHost]:
+    host = AuthHost(tmp_path / "auth")
     host.start()
     try:
         yield host
@@ -298,11 +287,6 @@ def test_who_may_send_and_read_events(auth: AuthHost) -> None:
     auth.loop.run(calls())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AuthClient.call reads only the first chunk of an answer (content.read(n)); "
-    "remove this mark once wicket.api.client reads to the end",
-)
 def test_wctl_lists_answers_larger_than_one_read(auth: AuthHost) -> None:
     proxy = Identity(
         cluster="example.com",
