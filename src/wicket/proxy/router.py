@@ -238,6 +238,10 @@ async def accept_tls(
         ) from None
 
 
+class _HalfCloseImpossible(Exception):
+    """One direction ended on a transport that cannot half-close: close both sides."""
+
+
 @dataclass
 class _Activity:
     last: float
@@ -272,7 +276,10 @@ async def _pump(
     if writer.can_write_eof():
         with contextlib.suppress(OSError):
             writer.write_eof()
-    # A TLS stream cannot half-close: it is closed when the other direction ends too.
+        return
+    # A TLS stream cannot half-close: the far side would never learn that this direction
+    # ended, and both sides would wait for each other. End the whole relay instead.
+    raise _HalfCloseImpossible
 
 
 async def relay(
@@ -283,12 +290,17 @@ async def relay(
     *,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
 ) -> None:
-    """Copy bytes both ways with backpressure until both sides end or it idles; close both."""
+    """Copy bytes both ways with backpressure until the sides end (or it idles); close both.
+
+    Where a side cannot half-close (TLS), the first end of stream ends the whole relay.
+    """
     activity = _Activity(asyncio.get_running_loop().time())
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(_pump(a_reader, b_writer, activity, idle_timeout))
             group.create_task(_pump(b_reader, a_writer, activity, idle_timeout))
+    except* _HalfCloseImpossible:
+        log.debug("relay ended: one side closed a stream that cannot half-close")
     except* (OSError, Timeout) as errors:
         log.debug("relay ended: %s", errors.exceptions[0])
     finally:

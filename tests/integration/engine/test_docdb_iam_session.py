@@ -4,6 +4,7 @@ which authenticates upstream with AWS IAM (MONGODB-AWS); every message is checke
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 from pymongo import MongoClient
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 
 from localdocdb.localaws import LocalAws
 from localdocdb.process import LocalDocDBProcess
@@ -125,9 +126,92 @@ def test_session_refused_by_roles(setup: Setup) -> None:
         bob.database_cert("my-docdb", "wicket-docdb-user", "test")
     # ... and the agent refuses a session whose db user is not allowed, in MongoDB's words
     cert = bob.database_cert("my-docdb", "someone-else", "test")
-    with client_through_proxy(setup, bob, cert) as client:
-        with pytest.raises(Exception) as refused:
-            client.admin.command("ping")
+    with client_through_proxy(setup, bob, cert) as client, pytest.raises(Exception) as refused:
+        client.admin.command("ping")
     assert "someone-else" in str(refused.value) or "MONGODB-AWS" in str(refused.value)
     log = json.dumps(setup.agent.log_text())
     assert "refused" in log
+
+
+def events_of(setup: Setup, session_user: str) -> list[dict[str, Any]]:
+    found = setup.cluster.admin_call("GET", f"/v1/events?user={session_user}&limit=1000")
+    return [e for e in found if e["type"].startswith("db.session")]
+
+
+def wait_for_events(setup: Setup, user: str, check: Any, timeout: float = 30.0) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    events: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        try:
+            events = events_of(setup, user)
+        except Exception:  # the auth service may still be starting
+            events = []
+        if check(events):
+            return events
+        time.sleep(0.2)
+    raise AssertionError(f"events never matched: {[e['type'] for e in events]}")
+
+
+def test_every_message_is_audited(setup: Setup) -> None:
+    carol = User(setup.cluster, "carol", ["access"], {"db_users": ["*"], "db_names": ["test"]})
+    cert = carol.database_cert("my-docdb", "wicket-docdb-user", "test")
+    with client_through_proxy(setup, carol, cert) as client:
+        client.test.things.insert_one({"password": "hunter2", "n": 1})
+        client.test.things.find_one({"n": 1})
+        with pytest.raises(OperationFailure):
+            client.other.things.find_one()
+
+    def sessions(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            grouped.setdefault(event["session_id"], []).append(event)
+        return grouped
+
+    def complete(events: list[dict[str, Any]]) -> bool:
+        grouped = sessions(events).values()
+        return bool(grouped) and all(s[-1]["type"] == "db.session.end" for s in grouped)
+
+    all_events = wait_for_events(setup, "carol", complete)
+    # pymongo opens a monitoring connection and an application one: one session each
+    work = [
+        s for s in sessions(all_events).values() if any(e.get("command") == "insert" for e in s)
+    ]
+    assert len(work) == 1
+    events = work[0]
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "db.session.start" and events[0]["success"] is True
+    assert kinds[-1] == "db.session.end"
+    queries = [e for e in events if e["type"] == "db.session.query"]
+    commands = [e["command"] for e in queries]
+    assert commands[0] in {"hello", "isMaster", "ismaster"}
+    assert "insert" in commands and "find" in commands
+    failed = [e for e in events if e["type"] == "db.session.query.failed"]
+    assert [e["command"] for e in failed] == ["find"]
+    assert failed[0]["namespaces"] == ["other.things"]
+    for event in events:
+        assert event["user"] == "carol"
+        assert event["db_service"] == "my-docdb"
+        assert event["db_user"] == "wicket-docdb-user"
+    end = events[-1]
+    assert end["messages_from_client"] == len(queries) + len(failed)
+    assert "hunter2" not in json.dumps(all_events)  # credential-like fields are redacted
+
+
+def test_no_event_lost_when_the_auth_service_dies(setup: Setup) -> None:
+    dave = User(setup.cluster, "dave", ["access"], {"db_users": ["*"], "db_names": ["test"]})
+    cert = dave.database_cert("my-docdb", "wicket-docdb-user", "test")
+    with client_through_proxy(setup, dave, cert) as client:
+        for i in range(20):
+            client.test.audit.insert_one({"i": i})
+        setup.cluster.processes[-1].kill()  # auth + proxy gone mid-session
+        with pytest.raises(PyMongoError):
+            client.test.audit.insert_one({"i": 99})
+    setup.cluster.start()
+
+    def complete(events: list[dict[str, Any]]) -> bool:
+        return any(e["type"] == "db.session.end" for e in events)
+
+    events = wait_for_events(setup, "dave", complete, timeout=60)
+    inserts = [e for e in events if e["type"] == "db.session.query" and e["command"] == "insert"]
+    assert len(inserts) == 20
+    assert len({e["id"] for e in events}) == len(events)

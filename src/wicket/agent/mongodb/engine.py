@@ -383,6 +383,15 @@ class MongoSession:
             await self._refuse(first, str(failure))
             raise
         self.context.emit(self.audit.start(success=True))
+        handshake_info = inspect_message(first)
+        self.context.emit(
+            self.audit.query(
+                command=handshake_info.name,
+                database=handshake_info.database,
+                namespaces=[],
+                body=_raw_body(first),
+            )
+        )
         answer = self._hello_answer(first)
         self.counters.messages_from_server += 1
         self.counters.bytes_from_server += len(answer)
