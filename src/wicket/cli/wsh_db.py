@@ -424,7 +424,8 @@ class RouteCertificates:
         self._login: DatabaseLogin | None = None
         self.renewals = 0
 
-    def _profile(self) -> Profile:
+    def profile(self) -> Profile:
+        """The current wsh login (re-read: the user may have logged in again)."""
         profile = self.store.current()
         if profile is None:
             raise AccessDenied("you are logged out of Wicket: run wsh login, then reconnect")
@@ -440,7 +441,7 @@ class RouteCertificates:
                 and login.valid_for() > renew_margin(login)
             ):
                 return self._context
-            profile = self._profile()
+            profile = self.profile()
             login = await asyncio.to_thread(
                 database_login, profile, self.name, self.db_user, self.db_name
             )
@@ -501,10 +502,10 @@ async def _serve_tunnel(
     local = LocalProxy(dial, port=port, scram_password=password, report=_report)
     host, bound = await local.start()
     login = certificates.login()
-    target = connect_target(certificates._profile(), login)
+    target = connect_target(certificates.profile(), login)
     retry = " --retryWrites=false" if target.documentdb else ""
     retry_uri = "&retryWrites=false" if target.documentdb else ""
-    profile = certificates._profile()
+    profile = certificates.profile()
     click.echo(
         f'Started authenticated tunnel for the MongoDB database "{login.name}" in cluster '
         f'"{profile.cluster_name}" on {host}:{bound}.\n\n'

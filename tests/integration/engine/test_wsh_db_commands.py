@@ -22,6 +22,7 @@ from urllib.parse import quote_plus, urlencode
 import pexpect
 import pytest
 from pymongo import MongoClient
+from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
 from localdocdb.localaws import LocalAws
@@ -75,6 +76,7 @@ class Setup:
 def setup(
     tmp_path: Path, docdb: LocalDocDBProcess, local_aws: LocalAws, mongosh: Mongosh
 ) -> Iterator[Setup]:
+    master: MongoClient[dict[str, Any]]
     with MongoClient(docdb.uri(), serverSelectionTimeoutMS=5000) as master:
         master["$external"].command(
             "createUser",
@@ -228,7 +230,7 @@ class Tunnel:
         self.process.stdin.close()
         first = self.process.stdout.readline()
         found = re.search(r"on 127\.0\.0\.1:(\d+)\.$", first.strip())
-        assert found, (first, self.process.stderr.read() if self.process.poll() else "")
+        assert found, first
         self.banner = first
         self.port = int(found.group(1))
 
@@ -247,6 +249,10 @@ class Tunnel:
         )
 
 
+def mongo(uri: str) -> MongoClient[dict[str, Any]]:
+    return MongoClient(uri, serverSelectionTimeoutMS=10_000)
+
+
 def test_tunnel_absorbs_scram_for_pymongo(setup: Setup) -> None:
     setup.login()
     password = secrets.token_urlsafe(12)
@@ -257,12 +263,12 @@ def test_tunnel_absorbs_scram_for_pymongo(setup: Setup) -> None:
             f"mongodb://reporting:{quote_plus(password)}@127.0.0.1:{tunnel.port}/test"
             "?authSource=admin&directConnection=true&retryWrites=false"
         )
-        with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        with mongo(uri) as client:
             status = client.admin.command("connectionStatus")
             assert status["authInfo"]["authenticatedUsers"] == [
                 {"user": setup.aws.docdb_user_role_arn, "db": "$external"}
             ]
-            orders = client.test.tunnel_orders
+            orders: Collection[dict[str, Any]] = client.test.tunnel_orders
             orders.insert_many([{"i": i, "kind": "odd" if i % 2 else "even"} for i in range(250)])
             found = [d["i"] for d in orders.find({}, batch_size=40).sort("i", 1)]
             assert found == list(range(250))
@@ -272,10 +278,12 @@ def test_tunnel_absorbs_scram_for_pymongo(setup: Setup) -> None:
                 )
             )
             assert grouped == [{"_id": "even", "n": 125}, {"_id": "odd", "n": 125}]
-        with MongoClient(
-            f"mongodb://reporting:wrong@127.0.0.1:{tunnel.port}/test?directConnection=true",
-            serverSelectionTimeoutMS=10_000,
-        ) as wrong, pytest.raises(PyMongoError, match="Authentication failed"):
+        with (
+            mongo(
+                f"mongodb://reporting:wrong@127.0.0.1:{tunnel.port}/test?directConnection=true"
+            ) as wrong,
+            pytest.raises(PyMongoError, match="Authentication failed"),
+        ):
             wrong.admin.command("ping")
     finally:
         tunnel.stop()
@@ -302,9 +310,11 @@ def test_tunnel_renews_the_route_certificate(setup: Setup) -> None:
         first = cert_expiry(setup)
         # wait for the login and the route certificate to expire
         time.sleep(max(0.0, (first - datetime.now(UTC)).total_seconds()) + 1)
-        with tunnel.client(serverSelectionTimeoutMS="3000") as client:
-            with pytest.raises(PyMongoError):
-                client.test.command("ping")
+        with (
+            tunnel.client(serverSelectionTimeoutMS="3000") as client,
+            pytest.raises(PyMongoError),
+        ):
+            client.test.command("ping")
         setup.login("--ttl=1h")
         with tunnel.client() as client:
             assert client.test.command("ping")["ok"] == 1.0
