@@ -27,8 +27,13 @@ class Setup:
     cluster: Cluster
     agent: WicketProcess
     docdb: LocalDocDBProcess
-    aws: LocalAws
+    aws: LocalAws | None
     directory: Path
+
+    @property
+    def iam(self) -> LocalAws:
+        assert self.aws is not None
+        return self.aws
 
 
 @pytest.fixture
@@ -91,7 +96,7 @@ def test_query_through_wicket_with_iam(setup: Setup) -> None:
     with client_through_proxy(setup, alice, cert) as client:
         status = client.admin.command("connectionStatus")
         assert status["authInfo"]["authenticatedUsers"] == [
-            {"user": setup.aws.docdb_user_role_arn, "db": "$external"}
+            {"user": setup.iam.docdb_user_role_arn, "db": "$external"}
         ]
         orders = client.test.orders
         orders.insert_many([{"i": i} for i in range(300)])
