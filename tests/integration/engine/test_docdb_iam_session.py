@@ -220,3 +220,18 @@ def test_no_event_lost_when_the_auth_service_dies(setup: Setup) -> None:
     inserts = [e for e in events if e["type"] == "db.session.query" and e["command"] == "insert"]
     assert len(inserts) == 20
     assert len({e["id"] for e in events}) == len(events)
+
+
+def test_twenty_megabytes_in_one_message(setup: Setup) -> None:
+    frank = User(setup.cluster, "frank", ["access"], {"db_users": ["*"], "db_names": ["test"]})
+    cert = frank.database_cert("my-docdb", "wicket-docdb-user", "test")
+    blob = "x" * (2 * 1024 * 1024)
+    documents = [{"_id": i, "blob": blob} for i in range(10)]  # ~20 MiB in one OP_MSG
+    with client_through_proxy(setup, frank, cert) as client:
+        big = client.test.big
+        big.drop()
+        big.insert_many(documents)
+        back = list(big.find({}).sort("_id", 1))
+        assert [d["_id"] for d in back] == list(range(10))
+        assert all(d["blob"] == blob for d in back)
+        big.drop()
