@@ -94,7 +94,7 @@ case "$cmd" in
         ;;
     demo)
         setup
-        exec localdocdb demo "$@"
+        exec wicket demo "$@"
         ;;
     bench)
         setup

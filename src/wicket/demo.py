@@ -118,6 +118,16 @@ class Playground:
                 process.wait(timeout=5)
 
 
+def find_mongosh() -> str | None:
+    """mongosh on the PATH, else the pinned one of a source checkout (scripts/dev.sh setup)."""
+    found = shutil.which("mongosh")
+    if found:
+        return found
+    checkout = Path(__file__).resolve().parents[2]
+    pinned = checkout / "tools" / "mongosh" / "node_modules" / ".bin" / "mongosh"
+    return str(pinned) if pinned.exists() else None
+
+
 def say(text: str) -> None:
     """One step of the demo, as the guide would show it."""
     click.echo(text)
@@ -129,6 +139,9 @@ def playground(directory: Path, *, quiet: bool = False) -> Iterator[Playground]:
     directory.mkdir(parents=True, exist_ok=True)
     echo = (lambda _text: None) if quiet else say
     env = {**os.environ, "WSH_HOME": str(directory / "wsh")}
+    shell = find_mongosh()
+    if shell is not None:
+        env.setdefault("WSH_MONGOSH", shell)
     for leaked in (
         "AWS_PROFILE",
         "AWS_ACCESS_KEY_ID",
@@ -322,7 +335,9 @@ def demo_command(directory: Path | None, keep_running: bool) -> None:
                 say(line)
             say("")
             say("Try it yourself in another terminal:")
-            say(f"    export WSH_HOME={ground.directory / 'wsh'}")
+            say(f"    export PATH={BIN}:$PATH WSH_HOME={ground.directory / 'wsh'}")
+            if "WSH_MONGOSH" in ground.env:
+                say(f"    export WSH_MONGOSH={ground.env['WSH_MONGOSH']}")
             say("    wsh status")
             say("    wsh db ls")
             say("    wsh db connect --db-user=wicket-docdb-user --db-name=test my-docdb")
