@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -140,9 +140,14 @@ class RoleConditions(_Model):
 
 
 class RoleOptions(_Model):
-    """Session options; the smallest `max_session_ttl` of a user's roles caps certificates."""
+    """Session options; the smallest `max_session_ttl` of a user's roles caps certificates.
+
+    `allow_unknown_commands` lets database commands the inspector cannot classify through
+    for databases this role's `db_labels` match; off by default (they are refused).
+    """
 
     max_session_ttl: Duration | None = None
+    allow_unknown_commands: bool = False
 
 
 class RoleSpec(_Model):
@@ -363,6 +368,8 @@ class _ResolvedRole:
     allow: _Side
     deny: _Side
     max_session_ttl: timedelta | None
+    db_labels: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    allow_unknown_commands: bool = False
 
 
 def labels_match(selector: Mapping[str, Sequence[str]], labels: Mapping[str, str]) -> bool:
@@ -414,6 +421,8 @@ class AccessChecker:
                 allow=_Side.expand(role.spec.allow, traits),
                 deny=_Side.expand(role.spec.deny, traits),
                 max_session_ttl=role.spec.options.max_session_ttl,
+                db_labels=role.spec.allow.db_labels,
+                allow_unknown_commands=role.spec.options.allow_unknown_commands,
             )
             for role in roles
         )
@@ -525,6 +534,13 @@ class AccessChecker:
     def allowed_db_names(self, labels: Mapping[str, str]) -> list[str]:
         """The db_name patterns the user may use here, denied ones removed."""
         return self._allowed(labels, "db_names")
+
+    def allows_unknown_commands(self, labels: Mapping[str, str]) -> bool:
+        """Whether a role whose db_labels match this database opts in to unknown commands."""
+        return any(
+            role.allow_unknown_commands and labels_match(role.db_labels, labels)
+            for role in self._roles
+        )
 
     def max_session_ttl(self) -> timedelta | None:
         """The smallest `max_session_ttl` of the user's roles (caps certificate TTL)."""

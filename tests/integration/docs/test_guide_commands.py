@@ -261,7 +261,7 @@ class Local:
         ]
         patterns: list[Any] = [pattern for pattern, _ in answers]
         patterns += [MONGOSH_PROMPT, pexpect.EOF, pexpect.TIMEOUT]
-        session = list(step.session) + ["exit"] if step.interactive_shell else []
+        session = [*step.session, "exit"] if step.interactive_shell else []
         everything: list[str] = []
         after_prompts: list[str] = []
         try:
@@ -416,16 +416,13 @@ def local(
             "/etc/wicket.yaml": str(agent_config),
             "/etc/systemd/system/wicket.service": str(tmp_path / "agent" / "wicket.service"),
             "/var/lib/wicket": str(tmp_path / "agent" / "data"),
-            "/tmp/token": str(tmp_path / "token"),  # noqa: S108 - the guide's path, replaced
+            "/tmp/token": str(tmp_path / "token"),
             "123456789012": local_aws.account_id,
             "docdbmaster": docdb.master_user,
             "27018": str(free_port()),
         },
-        patterns={r"sha256:[0-9a-f]{64}": str(info["ca_pin"])} if "ca_pin" in info else {},
+        patterns={r"sha256:[0-9a-f]{64}": str(info["ca_pin"])},
     )
-    if not substitutions.patterns:
-        status = cluster.admin_call("GET", "/v1/status")
-        substitutions.patterns[r"sha256:[0-9a-f]{64}"] = str(status["ca_pin"])
     ground = Local(cluster, docdb, local_aws, tmp_path, env, substitutions, agent_config)
     try:
         yield ground

@@ -190,3 +190,40 @@ def test_refusal_names_the_database_and_role() -> None:
     )
     assert '"secret"' in decision.reason
     assert "no-admin" in decision.reason
+
+
+def test_unknown_commands_only_when_a_matching_role_opts_in() -> None:
+    opt_in = Role.model_validate(
+        {
+            "kind": "role",
+            "version": "v1",
+            "metadata": {"name": "tinkerer"},
+            "spec": {
+                "options": {"allow_unknown_commands": True},
+                "allow": {"db_labels": {"env": "dev"}, "db_names": ["*"]},
+            },
+        }
+    )
+    other_env = Role.model_validate(
+        {
+            "kind": "role",
+            "version": "v1",
+            "metadata": {"name": "prod-tinkerer"},
+            "spec": {
+                "options": {"allow_unknown_commands": True},
+                "allow": {"db_labels": {"env": "prod"}, "db_names": ["*"]},
+            },
+        }
+    )
+    info = inspect_message(opmsg({"frobnicate": 1, "$db": "test"}))
+    for roles, allowed in (([opt_in], True), ([other_env], False), ([ACCESS], False)):
+        checker = AccessChecker(roles, {"db_names": ["*"]})
+        authorizer = MessageAuthorizer(
+            checker, LABELS, allow_unknown_commands=checker.allows_unknown_commands(LABELS)
+        )
+        assert authorizer.check(info).allowed is allowed
+    # the client's own authentication stays refused even then
+    checker = AccessChecker([opt_in], {})
+    authorizer = MessageAuthorizer(checker, LABELS, allow_unknown_commands=True)
+    sasl = inspect_message(opmsg({"saslStart": 1, "mechanism": "PLAIN", "$db": "admin"}))
+    assert not authorizer.check(sasl).allowed

@@ -5,8 +5,8 @@ before a single byte of it reaches the database:
 
 - the client's own authentication (`saslStart`, `authenticate`, `logout`, a hello
   with `speculativeAuthenticate`) is refused: Wicket authenticates for the user;
-- a command the inspector cannot classify is refused unless the user's roles
-  explicitly allow unknown commands (`options.allow_unknown_commands`, reserved);
+- a command the inspector cannot classify is refused unless one of the user's roles
+  that matches the database sets `options.allow_unknown_commands: true`;
 - every namespace the command reads or writes, in any database, must be allowed
   by `db_names` (deny wins); server-wide and user-admin commands are checked
   against the database they run on (`$db`);

@@ -225,7 +225,11 @@ class MongoSession:
             decision = checker.check_db_name(database.labels, route.db_name)
             if not decision.allowed:
                 raise SessionRefused(decision.reason)
-        return database, MessageAuthorizer(checker, database.labels)
+        return database, MessageAuthorizer(
+            checker,
+            database.labels,
+            allow_unknown_commands=checker.allows_unknown_commands(database.labels),
+        )
 
     # -- upstream ----------------------------------------------------------------------
 
