@@ -72,7 +72,9 @@ def setup(tmp_path: Path, docdb: LocalDocDBProcess, local_aws: LocalAws) -> Iter
         cluster.stop()
 
 
-def client_through_proxy(setup: Setup, user: User, cert_pem: bytes) -> MongoClient[dict[str, Any]]:
+def client_through_proxy(
+    setup: Setup, user: User, cert_pem: bytes, **options: Any
+) -> MongoClient[dict[str, Any]]:
     pem = setup.directory / f"{user.key.public_key().public_numbers().x}.pem"
     write_private_file(pem, cert_pem + private_key_pem(user.key))
     ca = setup.directory / "cluster-ca.pem"
@@ -87,6 +89,7 @@ def client_through_proxy(setup: Setup, user: User, cert_pem: bytes) -> MongoClie
         directConnection=True,
         retryWrites=False,
         serverSelectionTimeoutMS=10_000,
+        **options,
     )
 
 
