@@ -22,6 +22,7 @@ from wicket.api.client import AUTH_ALPN, AuthClient
 from wicket.auth.durations import parse_duration
 from wicket.cli.wsh_db import register as register_db_commands
 from wicket.client.cli_support import ErrorReportingGroup, run
+from wicket.client.dbprofile import DatabaseLogins
 from wicket.client.identity_files import identity_from_profile
 from wicket.client.output import (
     OutputFormat,
@@ -353,6 +354,14 @@ def db() -> None:
     """Databases you can reach."""
 
 
+def _connect_hint(logins: DatabaseLogins, name: str) -> str:
+    """`> wsh db connect NAME` for a database with a current `wsh db login` (as tsh shows)."""
+    login = logins.get(name)
+    if login is None or login.expires() <= datetime.now(UTC):
+        return ""
+    return f"> wsh db connect {name}"
+
+
 @db.command("ls")
 @click.option(
     "--format",
@@ -375,13 +384,14 @@ def db_ls(output: str) -> None:
     if output != "text":
         click.echo(render(databases, OutputFormat(output)), nl=False)
         return
+    logins = DatabaseLogins(profile)
     rows = [
         (
             d["metadata"]["name"],
             d["metadata"].get("description", ""),
             ", ".join(d.get("allowed_db_users", [])),
             labels_text(d["metadata"].get("labels", {})),
-            "",
+            _connect_hint(logins, str(d["metadata"]["name"])),
         )
         for d in databases
     ]

@@ -1,5 +1,8 @@
-"""RBAC through the whole path, per client: pymongo (OP_MSG), pymongo with compression
-(OP_COMPRESSED), a raw OP_QUERY command, and mongosh; a refused message leaves the session usable."""
+"""RBAC through the whole path, per client.
+
+Clients: pymongo (OP_MSG), pymongo with compression (OP_COMPRESSED), a raw OP_QUERY
+command, and mongosh. A refused message leaves the session usable.
+"""
 
 from __future__ import annotations
 

@@ -175,6 +175,9 @@ def test_db_login_defaults_files_config_env_logout(tmp_path: Path, cluster: Clus
         'Connection information for database "my-docdb" has been saved.'
     )
     assert "wsh db connect my-docdb" in result.stdout
+    listed = wsh("db", "ls")
+    assert listed.exit_code == 0, listed.stderr
+    assert "> wsh db connect my-docdb" in listed.stdout  # the Connect column, as tsh shows it
     directory = wsh.db_dir(cluster, "alice", "my-docdb")
     for name in ("cert.pem", "key.pem", "my-docdb.pem", "cas.pem", "database.json"):
         assert stat.S_IMODE((directory / name).stat().st_mode) == 0o600, name
