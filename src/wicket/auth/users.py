@@ -36,6 +36,7 @@ from wicket.auth.store import (
     utc_now,
 )
 from wicket.backend.base import Backend
+from wicket.config.models import SecondFactor
 from wicket.errors import AccessDenied, AlreadyExists, BadParameter, NotFound, WicketError
 
 __all__ = [
@@ -59,13 +60,6 @@ MAX_ROLES = 64
 _CAS_ATTEMPTS = 32
 
 Traits = Mapping[str, tuple[str, ...]]
-
-
-class SecondFactor(Enum):
-    """`auth_service.authentication.second_factor`: whether logins need a TOTP code."""
-
-    OFF = "off"
-    OTP = "otp"
 
 
 def check_user_name(name: str) -> str:

@@ -29,8 +29,8 @@ from localdocdb.localaws import LocalAws
 from localdocdb.process import LocalDocDBProcess
 from tests.integration.cluster.test_database_routes import PASSWORD
 from tests.support.clients import Mongosh
-from tests.support.cluster import Cluster, WicketProcess, new_cluster, start_wicket
-from tests.support.cluster import write_agent_config as agent_config
+from tests.support.cluster import Cluster, WicketProcess
+from tests.support.stage import start_iam_stage
 from wicket.pki.pem import load_certificate
 from wicket.pki.pin import ca_pin
 
@@ -76,34 +76,7 @@ class Setup:
 def setup(
     tmp_path: Path, docdb: LocalDocDBProcess, local_aws: LocalAws, mongosh: Mongosh
 ) -> Iterator[Setup]:
-    master: MongoClient[dict[str, Any]]
-    with MongoClient(docdb.uri(), serverSelectionTimeoutMS=5000) as master:
-        master["$external"].command(
-            "createUser",
-            local_aws.docdb_user_role_arn,
-            mechanisms=["MONGODB-AWS"],
-            roles=[{"role": "root", "db": "admin"}],
-        )
-    cluster = new_cluster(tmp_path / "node")
-    cluster.start()
-    token = cluster.admin_call("POST", "/v1/tokens", {"type": "db"})["token"]
-    (tmp_path / "token").write_text(token)
-    config = agent_config(
-        tmp_path / "agent",
-        cluster,
-        tmp_path / "token",
-        uri=f"localhost:{docdb.port}",
-        extra=(
-            "--aws-region",
-            "us-east-1",
-            "--aws-account-id",
-            local_aws.account_id,
-            "--tls-ca-file",
-            str(docdb.ca_file),
-        ),
-    )
-    agent = start_wicket(config, tmp_path / "agent.log", env=local_aws.environment())
-    agent.wait_for_log("tunnel to")
+    cluster, agent = start_iam_stage(tmp_path, docdb, local_aws)
     created = cluster.admin_call(
         "POST",
         "/v1/users",
