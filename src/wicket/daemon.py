@@ -77,6 +77,12 @@ def _split_names(host: str) -> tuple[list[str], list[str]]:
     return [], [host]
 
 
+async def _second_factor(auth: AuthClient) -> str:
+    """The cluster's second-factor setting, as the auth service reports it."""
+    info = await auth.get("/v1/cluster")
+    return str(info.get("second_factor", "off")) if isinstance(info, dict) else "off"
+
+
 class Daemon:
     """The running services of one `wicket start`."""
 
@@ -125,11 +131,11 @@ class Daemon:
 
     async def _start_proxy(self) -> None:
         settings = self.config.proxy_service
-        if self.auth is None or settings.public_addr is None:
-            raise BadParameter(
-                "proxy_service: running a proxy without the auth service in the same process "
-                "is not supported yet; enable auth_service in this config"
-            )
+        if settings.public_addr is None:
+            raise BadParameter("proxy_service.public_addr is required")
+        if self.auth is None:
+            await self._start_remote_proxy()
+            return
         cluster = self.auth.cluster
         nodename = self.config.wicket.nodename
         public_host = settings.public_addr.host.strip("[]")
@@ -169,6 +175,68 @@ class Daemon:
                 auth_port=auth_port,
                 second_factor=self.config.auth_service.authentication.second_factor.value,
                 data_dir=self.config.wicket.data_dir,
+            ),
+            auth_client,
+        )
+        await self.proxy.start()
+        self._closers.append(self.proxy.close)
+
+    async def _start_remote_proxy(self) -> None:
+        """A proxy on its own host: join the auth service with a proxy token, then serve."""
+        settings = self.config.proxy_service
+        glob = self.config.wicket
+        assert settings.public_addr is not None
+        if glob.auth_server is None:
+            raise BadParameter(
+                "proxy_service without auth_service needs wicket.auth_server (HOST:PORT)"
+            )
+        data_dir = glob.data_dir
+        identity = load_host_identity(data_dir)
+        if identity is None:
+            if not glob.auth_token:
+                raise BadParameter(
+                    "this proxy has not joined the cluster yet and wicket.auth_token is not set: "
+                    "create a token with `wctl tokens add --type=proxy` and set auth_token"
+                )
+            public_host = settings.public_addr.host.strip("[]")
+            dns, ips = _split_names(public_host)
+            identity = await join_cluster(
+                data_dir=data_dir,
+                proxy_addr=str(glob.auth_server),
+                token=read_auth_token(glob.auth_token),
+                hostname=glob.nodename,
+                ca_pins=tuple(glob.ca_pin),
+                role="proxy",
+                direct_to_auth=True,
+                dns_names=tuple(sorted({*dns, glob.nodename, "localhost"})),
+                ip_addresses=tuple(sorted({*ips, "127.0.0.1", "::1"})),
+            )
+        proxy_identity = ProxyIdentity(
+            cluster_name=identity.cluster_name,
+            cert_pem=identity.cert_pem,
+            key_pem=identity.key_pem,
+            user_ca_pem=identity.user_ca_pem,
+            host_ca_pem=identity.host_ca_pem,
+        )
+        auth_host = glob.auth_server.host.strip("[]")
+        auth_client = AuthClient(
+            str(glob.auth_server),
+            client_context(
+                ca_pems=[identity.host_ca_pem],
+                cert_chain_pem=identity.cert_pem,
+                key_pem=identity.key_pem,
+            ),
+        )
+        self.proxy = ProxyService(
+            proxy_identity,
+            ProxySettings(
+                listen_host=settings.listen_addr.host,
+                listen_port=settings.listen_addr.port,
+                public_addr=str(settings.public_addr),
+                auth_host=auth_host,
+                auth_port=glob.auth_server.port,
+                second_factor=await _second_factor(auth_client),
+                data_dir=data_dir,
             ),
             auth_client,
         )

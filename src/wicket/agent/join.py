@@ -103,14 +103,19 @@ def save_host_identity(data_dir: Path, identity: HostIdentity) -> None:
     write_private_file(directory / "cluster.json", json.dumps(info, indent=2).encode())
 
 
-async def fetch_cluster_info(proxy_addr: str) -> dict[str, Any]:
-    """The cluster's public CA certificates, read from the proxy before we can verify it."""
+async def fetch_cluster_info(
+    proxy_addr: str, *, path: str = "/v1/webapi/cluster"
+) -> dict[str, Any]:
+    """The cluster's public CA certificates, read before we can verify the server.
+
+    From a proxy (`/v1/webapi/cluster`) or straight from the auth service (`/v1/cluster`).
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # nothing to verify with yet: the pin check follows
     context.set_alpn_protocols(["http/1.1"])
     timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
-    url = f"https://{proxy_addr}/v1/webapi/cluster"
+    url = f"https://{proxy_addr}{path}"
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
@@ -135,9 +140,19 @@ async def join_cluster(
     hostname: str,
     ca_pins: tuple[str, ...],
     role: str = "db",
+    direct_to_auth: bool = False,
+    dns_names: tuple[str, ...] = (),
+    ip_addresses: tuple[str, ...] = (),
 ) -> HostIdentity:
-    """Join with `token` and save the host identity."""
-    info = await fetch_cluster_info(proxy_addr)
+    """Join with `token` and save the host identity.
+
+    Agents join through a proxy (`proxy_addr` is the proxy); a proxy joins straight to
+    the auth service (`direct_to_auth`, `proxy_addr` is then the auth service) and asks
+    for its public names in its certificate.
+    """
+    info = await fetch_cluster_info(
+        proxy_addr, path="/v1/cluster" if direct_to_auth else "/v1/webapi/cluster"
+    )
     host_ca = load_certificate(str(info["cas"]["host"]).encode())
     if ca_pins:
         check_pin(host_ca, ca_pins)
@@ -148,7 +163,9 @@ async def join_cluster(
             ca_pin(host_ca),
         )
     key = generate_private_key()
-    context = client_context(ca_pems=[str(info["cas"]["host"]).encode()], alpn=[AUTH_ALPN])
+    context = client_context(
+        ca_pems=[str(info["cas"]["host"]).encode()], alpn=[] if direct_to_auth else [AUTH_ALPN]
+    )
     async with AuthClient(proxy_addr, context) as auth:
         answer = await auth.post(
             "/v1/join",
@@ -157,6 +174,8 @@ async def join_cluster(
                 "role": role,
                 "hostname": hostname,
                 "public_key_pem": public_key_pem(key).decode(),
+                "dns_names": list(dns_names),
+                "ip_addresses": list(ip_addresses),
             },
         )
     if answer.get("cas", {}).get("host") != info["cas"]["host"]:

@@ -227,7 +227,13 @@ class AuthAPI:
 
     async def cluster_info(self, request: web.Request) -> web.Response:
         """The cluster name, CA certificates and CA pin (public information)."""
-        return web.json_response({**self.cluster.public(), "server_version": __version__})
+        return web.json_response(
+            {
+                **self.cluster.public(),
+                "server_version": __version__,
+                "second_factor": self.users.second_factor.value,
+            }
+        )
 
     async def status(self, request: web.Request) -> web.Response:
         """`wctl status`: cluster, version, CA pins."""
