@@ -251,6 +251,14 @@ def test_tunnel_absorbs_scram_for_pymongo(setup: Setup) -> None:
                 )
             )
             assert grouped == [{"_id": "even", "n": 125}, {"_id": "odd", "n": 125}]
+            # ~20 MiB in one message through the local tunnel, the proxy and the agent
+            blob = "y" * (2 * 1024 * 1024)
+            big = client.test.big
+            big.insert_many([{"_id": i, "blob": blob} for i in range(10)])
+            back = list(big.find({}).sort("_id", 1))
+            assert [d["_id"] for d in back] == list(range(10))
+            assert all(d["blob"] == blob for d in back)
+            big.drop()
         with (
             mongo(
                 f"mongodb://reporting:wrong@127.0.0.1:{tunnel.port}/test?directConnection=true"
