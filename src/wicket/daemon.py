@@ -271,6 +271,7 @@ class Daemon:
             hostname=glob.nodename,
             databases=[database_from_config(d) for d in self.config.db_service.databases],
             data_dir=data_dir,
+            resource_matchers=[m.labels for m in self.config.db_service.resources],
         )
         await self.agent.start()
         self._closers.append(self.agent.close)

@@ -22,9 +22,9 @@ from wicket.agent.mongodb.engine import EngineContext, MongoSession
 from wicket.agent.mongodb.iam import IamAuthenticator
 from wicket.api.client import AUTH_ALPN, AuthClient
 from wicket.audit.writer import AuditWriter, auth_api_sender, spool_directory
-from wicket.auth.databases import Database
+from wicket.auth.databases import Database, database_from_resource
 from wicket.auth.resources import parse_resource
-from wicket.auth.roles import Role
+from wicket.auth.roles import Role, labels_match
 from wicket.errors import AccessDenied, NotFound, WicketError
 from wicket.pki.keys import generate_private_key, private_key_pem, public_key_pem
 from wicket.pki.pem import load_certificate
@@ -52,12 +52,16 @@ class DatabaseAgent:
         hostname: str,
         databases: Sequence[Database],
         data_dir: Path,
+        resource_matchers: Sequence[Mapping[str, Sequence[str]]] = (),
     ) -> None:
         self.identity = identity
         self.proxy_host = proxy_host
         self.proxy_port = proxy_port
         self.hostname = hostname
         self.static_databases = list(databases)
+        # dynamic databases (`wctl create`) whose labels one of these selectors matches
+        self.resource_matchers = [dict(m) for m in resource_matchers]
+        self.dynamic_databases: list[Database] = []
         self.auth = AuthClient(f"{proxy_host}:{proxy_port}", identity.client_context(AUTH_ALPN))
         self.tunnel = TunnelClient(
             proxy_addr=(proxy_host, proxy_port),
@@ -89,7 +93,7 @@ class DatabaseAgent:
         )
 
     async def _database(self, name: str) -> Database:
-        for database in self.static_databases:
+        for database in self.served():
             if database.name == name:
                 return database
         raise NotFound(f'this database service does not serve "{name}"')
@@ -126,8 +130,32 @@ class DatabaseAgent:
         self._client_certs[db_user] = (now + CLIENT_CERT_SECONDS - 300, pair)
         return pair
 
+    def served(self) -> list[Database]:
+        """Static databases, then matched dynamic ones (a static name wins)."""
+        names = {database.name for database in self.static_databases}
+        return self.static_databases + [d for d in self.dynamic_databases if d.name not in names]
+
     def _announced(self) -> list[Mapping[str, Any]]:
-        return [database.to_resource() for database in self.static_databases]
+        return [database.to_resource() for database in self.served()]
+
+    def _match_dynamic(self, resources: Any) -> bool:
+        """Pick the dynamic databases this agent serves; True when the set changed."""
+        if not isinstance(resources, list) or not self.resource_matchers:
+            return False
+        matched: list[Database] = []
+        for resource in resources:
+            try:
+                database = database_from_resource(resource)
+            except (WicketError, ValueError) as error:
+                log.warning("ignoring a malformed dynamic database: %s", error)
+                continue
+            if any(labels_match(m, database.labels) for m in self.resource_matchers):
+                matched.append(database)
+        changed = [d.to_resource() for d in matched] != [
+            d.to_resource() for d in self.dynamic_databases
+        ]
+        self.dynamic_databases = matched
+        return changed
 
     async def start(self) -> None:
         """Begin heartbeating and tunneling (both retry on their own)."""
@@ -138,11 +166,16 @@ class DatabaseAgent:
         ]
 
     async def heartbeat_once(self) -> None:
-        """Tell the auth service which databases this agent serves."""
-        await self.auth.post(
+        """Tell the auth service which databases this agent serves (and learn dynamic ones)."""
+        answer = await self.auth.post(
             "/v1/heartbeat", {"hostname": self.hostname, "databases": self._announced()}
         )
         self.heartbeats += 1
+        if isinstance(answer, dict) and self._match_dynamic(answer.get("dynamic_databases")):
+            log.info("serving dynamic databases: %s", [d.name for d in self.dynamic_databases])
+            await self.auth.post(
+                "/v1/heartbeat", {"hostname": self.hostname, "databases": self._announced()}
+            )
 
     async def _heartbeat_loop(self) -> None:
         while True:

@@ -141,3 +141,30 @@ def test_kill_9_and_restart_keeps_everything(cluster: Cluster, tmp_path: Path) -
     assert [d["metadata"]["name"] for d in cluster.admin_call("GET", "/v1/db_resources")] == [
         "reports"
     ]
+
+
+def test_agent_serves_matching_dynamic_databases(cluster: Cluster, tmp_path: Path) -> None:
+    for name, env in (("reports", "dev"), ("billing", "prod")):
+        cluster.admin_call(
+            "PUT",
+            f"/v1/databases/{name}",
+            {
+                "kind": "db",
+                "version": "v3",
+                "metadata": {"name": name, "labels": {"env": env}},
+                "spec": {"protocol": "mongodb", "uri": f"{name}.example.com:27017"},
+            },
+        )
+    token = db_token(cluster, tmp_path / "token")
+    config = write_agent_config(
+        tmp_path / "agent", cluster, token, extra=("--dynamic-resources-labels", "env=dev")
+    )
+    agent = start_wicket(config, tmp_path / "agent.log")
+    try:
+        agent.wait_for_log("serving dynamic databases")
+        served = {
+            s["database"]["metadata"]["name"] for s in cluster.admin_call("GET", "/v1/db_servers")
+        }
+        assert served == {"my-docdb", "reports"}  # billing's labels do not match
+    finally:
+        agent.stop()
