@@ -12,7 +12,6 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
@@ -154,14 +153,10 @@ def test_server_certificate_works_in_a_tls_handshake(tmp_path: Path) -> None:
 
 # --- wctl auth sign --------------------------------------------------------------------
 
-# The real wctl root (its -c option and error handling) with the auth group attached,
-# whether or not wctl.py registers it yet.
-WCTL = click.Group(
-    name="wctl",
-    params=list(wctl_cli.params),
-    callback=wctl_cli.callback,
-    commands={**wctl_cli.commands, "auth": auth_group},
-)
+# The real wctl, which registers the auth group (a copy of the root would make click cache
+# the auth group's help option under the wrong parent).
+WCTL = wctl_cli
+assert WCTL.commands["auth"] is auth_group
 
 
 def write_config(tmp_path: Path, *, auth: bool = True) -> Path:
