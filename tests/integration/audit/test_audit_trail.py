@@ -16,7 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -29,7 +28,7 @@ from wicket.authserver.api import host_certificate_for_self
 from wicket.authserver.events_api import events_log_path
 from wicket.authserver.server import AuthServer, AuthSettings
 from wicket.backend.sqlite import SQLiteBackend
-from wicket.cli.wctl import Session
+from wicket.cli.wctl import cli as wctl_cli
 from wicket.cli.wctl_events import events_group
 from wicket.errors import AccessDenied
 from wicket.identity import HostRole, Identity, IdentityKind
@@ -140,13 +139,14 @@ SESSION = SessionAudit(
 
 
 def wctl(admin_dir: Path, *args: str) -> Result:
-    @click.group()
-    @click.pass_context
-    def root(ctx: click.Context) -> None:
-        ctx.obj = Session(admin_dir, None)
-
-    root.add_command(events_group)
-    return CliRunner().invoke(root, list(args), prog_name="wctl", catch_exceptions=False)
+    """The real wctl (which registers `events`), with the admin identity of this test."""
+    assert wctl_cli.commands["events"] is events_group
+    return CliRunner().invoke(
+        wctl_cli,
+        ["--identity", str(admin_dir), *args],
+        prog_name="wctl",
+        catch_exceptions=False,
+    )
 
 
 def test_no_event_lost_across_an_auth_restart(auth: AuthHost, tmp_path: Path) -> None:
