@@ -19,9 +19,9 @@ from pymongo.errors import OperationFailure
 
 import localdocdb.commands.auth  # noqa: F401 - registers the handlers
 from localdocdb.auth.users import UserStore
-from localdocdb.commands.registry import COMMANDS, CommandContext
+from localdocdb.commands.registry import CommandContext
+from localdocdb.dispatch import run_command
 from localdocdb.engine.storage import Catalog
-from localdocdb.errors import CommandError, unauthorized
 from localdocdb.state import ConnectionState, Mode, ServerConfig, ServerState
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -173,17 +173,8 @@ class Client:
         return CommandContext(self.server, self.connection, db, name)
 
     async def run(self, db: str, cmd: Mapping[str, Any]) -> dict[str, Any]:
-        """Run a command the way dispatch does (auth gate, handler, error document)."""
-        name = next(iter(cmd))
-        spec = COMMANDS[name]
-        try:
-            if spec.requires_auth and not self.connection.users:
-                raise unauthorized(f"Command {name} requires authentication")
-            reply = await spec.handler(self.context(db, name), dict(cmd))
-        except CommandError as error:
-            return error.to_document()
-        reply.setdefault("ok", 1.0)
-        return reply
+        """Run a command through the server's own dispatch (auth gate, handler, errors)."""
+        return await run_command(self.server, self.connection, dict(cmd), db)
 
     async def command(self, db: str, cmd: Mapping[str, Any], **_: Any) -> dict[str, Any]:
         """pymongo's AsyncConnection.command shape: raise OperationFailure on ok: 0."""
