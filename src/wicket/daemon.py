@@ -23,18 +23,13 @@ from wicket.agent.service import DatabaseAgent
 from wicket.api.client import AuthClient
 from wicket.auth.databases import AwsSettings, Database, TlsMode, TlsSettings
 from wicket.auth.users import SecondFactor
-from wicket.authserver.api import host_certificate_for_self
 from wicket.authserver.server import AuthServer, AuthSettings
 from wicket.backend.sqlite import SQLiteBackend
 from wicket.config.loader import read_auth_token
 from wicket.config.models import DatabaseConfig, WicketConfig
 from wicket.errors import BadParameter, WicketError
-from wicket.identity import HostRole
 from wicket.logs import configure_logging
-from wicket.pki.keys import generate_private_key, private_key_pem
-from wicket.pki.pem import certificate_pem
 from wicket.proxy.service import ProxyIdentity, ProxyService, ProxySettings
-from wicket.tlsconfig import client_context
 
 log = logging.getLogger("wicket")
 
@@ -140,31 +135,14 @@ class Daemon:
         nodename = self.config.wicket.nodename
         public_host = settings.public_addr.host.strip("[]")
         dns, ips = _split_names(public_host)
-        key = generate_private_key()
-        cert = host_certificate_for_self(
+        identity = ProxyIdentity.issued_by(
             cluster,
-            key.public_key(),
             host_id=f"proxy-{nodename}",
-            role=HostRole.PROXY,
             dns_names=sorted({*dns, nodename, "localhost"}),
             ip_addresses=sorted({*ips, "127.0.0.1", "::1"}),
         )
-        identity = ProxyIdentity(
-            cluster_name=cluster.name,
-            cert_pem=certificate_pem(cert),
-            key_pem=private_key_pem(key),
-            user_ca_pem=cluster.user.cert_pem(),
-            host_ca_pem=cluster.host.cert_pem(),
-        )
         auth_host, auth_port = self.auth.address
-        auth_client = AuthClient(
-            f"{_connect_host(auth_host)}:{auth_port}",
-            client_context(
-                ca_pems=[identity.host_ca_pem],
-                cert_chain_pem=identity.cert_pem,
-                key_pem=identity.key_pem,
-            ),
-        )
+        auth_client = identity.auth_client(f"{_connect_host(auth_host)}:{auth_port}")
         self.proxy = ProxyService(
             identity,
             ProxySettings(
@@ -219,14 +197,7 @@ class Daemon:
             host_ca_pem=identity.host_ca_pem,
         )
         auth_host = glob.auth_server.host.strip("[]")
-        auth_client = AuthClient(
-            str(glob.auth_server),
-            client_context(
-                ca_pems=[identity.host_ca_pem],
-                cert_chain_pem=identity.cert_pem,
-                key_pem=identity.key_pem,
-            ),
-        )
+        auth_client = proxy_identity.auth_client(str(glob.auth_server))
         self.proxy = ProxyService(
             proxy_identity,
             ProxySettings(

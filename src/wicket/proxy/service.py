@@ -21,14 +21,17 @@ from aiohttp import web
 from cryptography import x509
 
 from wicket.api.client import AUTH_ALPN, AuthClient
+from wicket.authserver.api import host_certificate_for_self
+from wicket.authserver.cluster import ClusterAuthorities
 from wicket.errors import AccessDenied, WicketError
 from wicket.identity import HostRole, IdentityKind, identity_from_certificate
 from wicket.pki.authority import verify_certificate
-from wicket.pki.pem import load_certificate
+from wicket.pki.keys import generate_private_key, private_key_pem
+from wicket.pki.pem import certificate_pem, load_certificate
 from wicket.proxy.router import STREAM_LIMIT, Router, accept_tls, splice
 from wicket.proxy.sessions import DatabaseSessions
 from wicket.proxy.web import ProxyWeb
-from wicket.tlsconfig import peer_certificate, server_context
+from wicket.tlsconfig import client_context, peer_certificate, server_context
 from wicket.tunnel.server import TunnelServer
 from wicket.wire.tls_hello import ClientHello
 
@@ -47,6 +50,42 @@ class ProxyIdentity:
     key_pem: bytes
     user_ca_pem: bytes
     host_ca_pem: bytes
+
+    @classmethod
+    def issued_by(
+        cls,
+        cluster: ClusterAuthorities,
+        *,
+        host_id: str,
+        dns_names: list[str],
+        ip_addresses: list[str],
+    ) -> ProxyIdentity:
+        """A fresh key and host certificate from an auth service running in this process."""
+        key = generate_private_key()
+        cert = host_certificate_for_self(
+            cluster,
+            key.public_key(),
+            host_id=host_id,
+            role=HostRole.PROXY,
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
+        )
+        return cls(
+            cluster_name=cluster.name,
+            cert_pem=certificate_pem(cert),
+            key_pem=private_key_pem(key),
+            user_ca_pem=cluster.user.cert_pem(),
+            host_ca_pem=cluster.host.cert_pem(),
+        )
+
+    def auth_client(self, address: str) -> AuthClient:
+        """The auth API at `address`, called with this proxy's host certificate."""
+        return AuthClient(
+            address,
+            client_context(
+                ca_pems=[self.host_ca_pem], cert_chain_pem=self.cert_pem, key_pem=self.key_pem
+            ),
+        )
 
 
 @dataclass(frozen=True)

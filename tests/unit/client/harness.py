@@ -20,12 +20,8 @@ from urllib.parse import urlsplit
 
 from wicket.api.client import AuthClient
 from wicket.auth.users import SecondFactor
-from wicket.authserver.api import host_certificate_for_self
 from wicket.authserver.server import AuthServer, AuthSettings
 from wicket.backend.sqlite import SQLiteBackend
-from wicket.identity import HostRole
-from wicket.pki.keys import generate_private_key, private_key_pem
-from wicket.pki.pem import certificate_pem
 from wicket.proxy.service import ProxyIdentity, ProxyService, ProxySettings
 from wicket.tlsconfig import client_context
 
@@ -141,32 +137,14 @@ async def _start(cluster: Cluster, second_factor: SecondFactor, with_proxy: bool
 async def _start_proxy(cluster: Cluster, second_factor: SecondFactor) -> None:
     """The real proxy service, wired as the daemon wires it."""
     assert cluster.auth is not None
-    authorities = cluster.auth.cluster
-    key = generate_private_key()
-    cert = host_certificate_for_self(
-        authorities,
-        key.public_key(),
+    identity = ProxyIdentity.issued_by(
+        cluster.auth.cluster,
         host_id="proxy-test",
-        role=HostRole.PROXY,
         dns_names=["localhost"],
         ip_addresses=["127.0.0.1"],
     )
-    identity = ProxyIdentity(
-        cluster_name=authorities.name,
-        cert_pem=certificate_pem(cert),
-        key_pem=private_key_pem(key),
-        user_ca_pem=authorities.user.cert_pem(),
-        host_ca_pem=authorities.host.cert_pem(),
-    )
     auth_host, auth_port = cluster.auth.address
-    client = AuthClient(
-        f"{auth_host}:{auth_port}",
-        client_context(
-            ca_pems=[identity.host_ca_pem],
-            cert_chain_pem=identity.cert_pem,
-            key_pem=identity.key_pem,
-        ),
-    )
+    client = identity.auth_client(f"{auth_host}:{auth_port}")
     cluster.proxy = ProxyService(
         identity,
         ProxySettings(
