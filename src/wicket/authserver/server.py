@@ -21,7 +21,8 @@ from aiohttp import web
 from wicket.api.client import AUTH_SERVER_NAME
 from wicket.audit.writer import AuditWriter, spool_directory
 from wicket.auth.databases import DatabaseService
-from wicket.auth.events import EventStore
+from wicket.auth.events_legacy import import_kv_events
+from wicket.auth.events_sqlite import SQLiteEventStore, events_file
 from wicket.auth.roles import RoleService
 from wicket.auth.tokens import TokenService
 from wicket.auth.users import SecondFactor, UserService
@@ -98,6 +99,7 @@ class AuthServer:
         self.runner = runner
         self.address = address
         self.audit_task: asyncio.Task[None] | None = None
+        self.events: SQLiteEventStore | None = None
 
     @property
     def cluster(self) -> ClusterAuthorities:
@@ -115,7 +117,8 @@ class AuthServer:
             second_factor=settings.second_factor,
             cluster_name=cluster.name,
         )
-        events = EventStore(backend)
+        events = await SQLiteEventStore.open(events_file(settings.data_dir))
+        await import_kv_events(backend, events)  # events older versions kept in the backend
 
         async def store_events(batch: list[dict[str, Any]]) -> None:
             await events.append(batch)
@@ -165,6 +168,7 @@ class AuthServer:
         await site.start()
         bound = _bound_address(site, settings.host, settings.port)
         server = cls(api, runner, (str(bound[0]), int(bound[1])))
+        server.events = events
         server.write_admin_identity(settings.data_dir)
         server.audit_task = api.audit.start()
         log.info("auth service for cluster %s on %s:%d", cluster.name, *server.address)
@@ -193,3 +197,5 @@ class AuthServer:
         """Stop serving; flush (or spool) the auth service's own audit events."""
         await self.runner.cleanup()
         await self.api.audit.close()
+        if self.events is not None:
+            await self.events.close()
