@@ -13,8 +13,13 @@ How an event travels (DESIGN.md "Performance shape"):
    acknowledged. A failed send keeps the segment and retries with exponential
    backoff, while new events keep being journaled. A resend after a lost
    acknowledgement is harmless: the store keeps one event per id.
-4. A batch the auth service refuses as invalid (`BadParameter`) can never succeed:
-   its segment is renamed `rejected-*.jsonl` and kept on disk, and draining goes on.
+4. A batch the auth service refuses (`BadParameter`: invalid, or events this host may
+   not record) can never succeed as it is. The writer resends its events one by one,
+   so one refused event does not take the others with it: each event refused on its
+   own is logged (id, type and the reason; never its body), set aside in
+   `rejected-<segment>.jsonl` (kept on disk, never resent) and dropped from
+   delivery, and draining goes on. Any other failure (unreachable, timeout, 5xx, a
+   refused certificate) is transient: the segment stays and is retried with backoff.
 """
 
 from __future__ import annotations
@@ -214,15 +219,12 @@ class AuditWriter:
             done = self._acknowledged.get(path, 0)
             try:
                 for chunk_start, chunk in _chunks(events, self._batch_size, done):
-                    await asyncio.wait_for(self._send(chunk), self._send_timeout)
-                    self.stats.sent += len(chunk)
+                    try:
+                        await asyncio.wait_for(self._send(chunk), self._send_timeout)
+                        self.stats.sent += len(chunk)
+                    except BadParameter as error:
+                        await self._send_one_by_one(path, chunk_start, chunk, error)
                     self._acknowledged[path] = chunk_start + len(chunk)
-            except BadParameter as error:
-                target = self._spool.quarantine(path)
-                self._acknowledged.pop(path, None)
-                self.stats.rejected += len(events) - done
-                log.error("the auth service refused audit events (%s); kept in %s", error, target)
-                continue
             except asyncio.CancelledError:
                 self._cache[path] = events
                 raise
@@ -234,6 +236,34 @@ class AuditWriter:
             self._acknowledged.pop(path, None)
             self._spool.remove(path)
         return True
+
+    async def _send_one_by_one(
+        self, path: Path, chunk_start: int, chunk: list[dict[str, Any]], error: BadParameter
+    ) -> None:
+        """Deliver a refused batch's events singly; set aside (and log) each one refused."""
+        for offset, item in enumerate(chunk):
+            if len(chunk) == 1:
+                refusal: BadParameter | None = error
+            else:
+                try:
+                    await asyncio.wait_for(self._send([item]), self._send_timeout)
+                    refusal = None
+                except BadParameter as single:
+                    refusal = single
+            if refusal is None:
+                self.stats.sent += 1
+            else:
+                target = self._spool.directory / f"rejected-{path.name}"
+                await asyncio.to_thread(append_private, target, encode_lines([item]))
+                self.stats.rejected += 1
+                log.error(
+                    "the auth service refused audit event %s (%s): %s; set aside in %s",
+                    item.get("id"),
+                    item.get("type"),
+                    refusal,
+                    target,
+                )
+            self._acknowledged[path] = chunk_start + offset + 1
 
     async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 (the agreed API)
         """Deliver what can be delivered within `timeout`; everything else stays spooled."""

@@ -5,6 +5,11 @@ identity `wctl`'s root group resolved (the object on the click context with a
 `call(work)` method); run on its own, it resolves the identity the same documented
 way (`wicket.client.identity_files`). `--since` takes a duration back from now
 (`90s`, `15m`, `1h`, `1h30m`, `2d`) or an ISO 8601 time.
+
+Pages: the answer is the newest `--limit` matches, oldest first. When older matches
+remain, the cursor to them is printed on stderr (stdout stays the events, in every
+format); `--cursor` continues from it with the same filters, and `--all` follows the
+cursors itself (then `--limit` is the page size) and prints everything, oldest first.
 """
 
 from __future__ import annotations
@@ -116,18 +121,48 @@ def _detail(event: dict[str, Any]) -> str:
 
 
 def render_events_text(events: list[dict[str, Any]]) -> str:
-    """One line per event: time, type, user, database, command or error."""
+    """One line per event: time, type, user, session, db user, database, command or error."""
     rows = [
         (
             event.get("time", ""),
             event.get("type", ""),
-            event.get("user") or "",
-            _database(event),
+            event.get("user") or "-",
+            event.get("session_id") or "-",
+            event.get("db_user") or "-",
+            _database(event) or "-",
             _detail(event),
         )
         for event in events
     ]
-    return render_table(("Time", "Type", "User", "Database", "Details"), rows)
+    return render_table(("Time", "Type", "User", "Session", "DB user", "Database", "Details"), rows)
+
+
+def _getter(path: str) -> Callable[[AuthClient], Awaitable[Any]]:
+    async def get(client: AuthClient) -> Any:
+        return await client.get(path)
+
+    return get
+
+
+def _pages(
+    query: dict[str, str], cursor: str | None, follow: bool
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The events of one page (or, following cursors, of all), oldest first; the next cursor."""
+    pages: list[list[dict[str, Any]]] = []
+    while True:
+        params = {**query, **({"cursor": cursor} if cursor else {})}
+        path = f"/v1/events/page?{urlencode(params)}"
+        answer = _call(_getter(path))
+        events = answer.get("events") if isinstance(answer, dict) else None
+        if not isinstance(events, list):
+            raise BadParameter("the auth service answered an unexpected event page")
+        pages.append(events)
+        next_cursor = answer.get("next_cursor")
+        cursor = next_cursor if isinstance(next_cursor, str) and next_cursor else None
+        if cursor is None or not follow:
+            break
+    pages.reverse()
+    return [event for page in pages for event in page], cursor
 
 
 @click.group("events", cls=EventsGroup)
@@ -138,6 +173,8 @@ def events_group() -> None:
 @events_group.command("ls")
 @click.option("--type", "event_type", help="Event type, or a family like db.session.*.")
 @click.option("--user", help="Only this user's events.")
+@click.option("--session", "session_id", help="Only the events of this session id.")
+@click.option("--db", "db_service", help="Only the events of this database (service name).")
 @click.option("--since", help="Start: a duration back from now (1h, 2d) or an ISO time.")
 @click.option("--until", help="End (exclusive): a duration back from now or an ISO time.")
 @click.option(
@@ -145,7 +182,11 @@ def events_group() -> None:
     type=click.IntRange(1, 10_000),
     default=1000,
     show_default=True,
-    help="At most this many (the newest).",
+    help="At most this many (the newest); with --all, the page size.",
+)
+@click.option("--cursor", help="Continue with the events before a previous answer's page.")
+@click.option(
+    "--all", "follow", is_flag=True, help="Follow the cursors: every match, oldest first."
 )
 @click.option(
     "--format",
@@ -158,25 +199,34 @@ def events_group() -> None:
 def events_ls(
     event_type: str | None,
     user: str | None,
+    session_id: str | None,
+    db_service: str | None,
     since: str | None,
     until: str | None,
     limit: int,
+    cursor: str | None,
+    follow: bool,
     output: str,
 ) -> None:
-    """List audit events, oldest first."""
+    """List audit events (the newest --limit), oldest first."""
     now = datetime.now(UTC)
     query: dict[str, str] = {"limit": str(limit)}
     if event_type:
         query["type"] = event_type
     if user:
         query["user"] = user
+    if session_id:
+        query["session_id"] = session_id
+    if db_service:
+        query["db_service"] = db_service
     if since:
         query["since"] = format_time(parse_since(since, now))
     if until:
         query["until"] = format_time(parse_since(until, now))
-    path = f"/v1/events?{urlencode(query)}"
-    answer: list[dict[str, Any]] = _call(lambda client: client.get(path))
+    answer, next_cursor = _pages(query, cursor, follow)
     if output != OutputFormat.TEXT.value:
         click.echo(render(answer, OutputFormat(output)), nl=False)
-        return
-    click.echo(render_events_text(answer), nl=False)
+    else:
+        click.echo(render_events_text(answer), nl=False)
+    if next_cursor is not None:
+        click.echo(f"more events before these: add --cursor {next_cursor}", err=True)
