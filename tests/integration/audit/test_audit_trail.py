@@ -8,11 +8,13 @@ backend; the writer keeps emitting meanwhile, and no event may be lost or stored
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +25,15 @@ from tests.unit.client.harness import LoopThread
 from wicket.api.client import AuthClient
 from wicket.audit.events import SessionAudit
 from wicket.audit.writer import AuditWriter, auth_api_sender, spool_directory
-from wicket.auth.events import EventStore
+from wicket.auth.databases import Database, DatabaseService
+from wicket.auth.events import EventQuery
 from wicket.authserver.api import host_certificate_for_self
 from wicket.authserver.events_api import events_log_path
 from wicket.authserver.server import AuthServer, AuthSettings
 from wicket.backend.sqlite import SQLiteBackend
 from wicket.cli.wctl import cli as wctl_cli
 from wicket.cli.wctl_events import events_group
-from wicket.errors import AccessDenied
+from wicket.errors import AccessDenied, BadParameter
 from wicket.identity import HostRole, Identity, IdentityKind
 from wicket.pki.keys import generate_private_key, private_key_pem
 from wicket.pki.pem import certificate_pem
@@ -73,9 +76,15 @@ class AuthHost:
             self.server = None
 
     def stored(self) -> list[dict[str, Any]]:
+        assert self.server is not None and self.server.events is not None
+        return self.loop.run(self.server.events.search(EventQuery(limit=10_000))).events
+
+    def serves(self, host_id: str, database: str) -> None:
+        """A heartbeat: `host_id` serves `database` (for the next hour)."""
         assert self.backend is not None
-        store = EventStore(self.backend)
-        return self.loop.run(store.search(limit=10_000))
+        databases = DatabaseService(self.backend)
+        served = Database(name=database, uri="localhost:27017")
+        self.loop.run(databases.heartbeat(host_id, host_id, [served], ttl=timedelta(hours=1)))
 
     def client(self, identity: Identity) -> AuthClient:
         """An API client with a fresh certificate for `identity`, signed by the right CA."""
@@ -157,6 +166,7 @@ def test_no_event_lost_across_an_auth_restart(auth: AuthHost, tmp_path: Path) ->
         host_id="agent-1",
         host_role=HostRole.DB,
     )
+    auth.serves("agent-1", "my-docdb")
     client = auth.client(agent)
     writer_loop = LoopThread()
     spool_dir = spool_directory(tmp_path / "agent")
@@ -227,9 +237,17 @@ def test_no_event_lost_across_an_auth_restart(auth: AuthHost, tmp_path: Path) ->
     text = wctl(admin_dir, "events", "ls", "--type", "db.session.start")
     assert text.exit_code == 0, text.output
     lines = text.stdout.splitlines()
-    assert lines[0].split() == ["Time", "Type", "User", "Database", "Details"]
+    header = ["Time", "Type", "User", "Session", "DB", "user", "Database", "Details"]
+    assert lines[0].split() == header
     assert len(lines) == 3
-    assert lines[2].split()[1:] == ["db.session.start", "alice", "my-docdb/test", "success"]
+    assert lines[2].split()[1:] == [
+        "db.session.start",
+        "alice",
+        "session-1",
+        "wicket-docdb-user",
+        "my-docdb/test",
+        "success",
+    ]
 
     listed = json.loads(
         wctl(admin_dir, "events", "ls", "--since", "1h", "--limit", "5", "--format", "json").stdout
@@ -254,6 +272,7 @@ def test_who_may_send_and_read_events(auth: AuthHost) -> None:
     )
     user = Identity(cluster="example.com", kind=IdentityKind.USER, name="dave", roles=("access",))
     event = SESSION.start(success=False, error="no role allows db user x").to_json()
+    auth.serves("agent-1", "my-docdb")
 
     async def calls() -> None:
         async with auth.client(user) as client:
@@ -268,11 +287,21 @@ def test_who_may_send_and_read_events(auth: AuthHost) -> None:
             host_id="proxy-1",
             host_role=HostRole.PROXY,
         )
-        async with auth.client(proxy) as client:
-            answer = await client.post("/v1/events", {"events": [event, event]})
-            assert answer == {"accepted": 1, "duplicates": 1}
+        async with auth.client(proxy) as client:  # proxies emit no audit events
+            with pytest.raises(BadParameter, match=r"host proxy-1 \(proxy\) may not record"):
+                await client.post("/v1/events", {"events": [event]})
             with pytest.raises(AccessDenied):
                 await client.get("/v1/events")
+        agent = Identity(
+            cluster="example.com",
+            kind=IdentityKind.HOST,
+            name="agent-1",
+            host_id="agent-1",
+            host_role=HostRole.DB,
+        )
+        async with auth.client(agent) as client:
+            answer = await client.post("/v1/events", {"events": [event, event]})
+            assert answer == {"accepted": 1, "duplicates": 1}
             too_many = {"events": [event] * 1001}
             with pytest.raises(Exception, match="at most 1000 events"):
                 await client.post("/v1/events", too_many)
@@ -282,27 +311,67 @@ def test_who_may_send_and_read_events(auth: AuthHost) -> None:
         async with auth.client(auditor) as client:
             found = await client.get("/v1/events?type=db.session.start")
             assert [item["id"] for item in found] == [event["id"]]
-            assert found[0]["server_id"] == "proxy-1" and found[0]["success"] is False
+            assert found[0]["server_id"] == "agent-1" and found[0]["success"] is False
 
     auth.loop.run(calls())
 
 
-def test_wctl_lists_answers_larger_than_one_read(auth: AuthHost) -> None:
-    proxy = Identity(
-        cluster="example.com",
-        kind=IdentityKind.HOST,
-        name="proxy-1",
-        host_id="proxy-1",
-        host_role=HostRole.PROXY,
+def test_wctl_pages_and_filters(auth: AuthHost) -> None:
+    admin = Identity(
+        cluster="example.com", kind=IdentityKind.ADMIN, name="wicket-admin", roles=("editor",)
     )
-    events = [SESSION.start(success=True).to_json() for _ in range(400)]
+    same_time = datetime.now(UTC) - timedelta(minutes=5)  # equal times: the order stays total
+    sessions = [
+        dataclasses.replace(SESSION, session_id=f"s-{n % 2}", db_service=f"db-{n % 2}")
+        for n in range(400)
+    ]
+    events = [audit.start(success=True, now=same_time).to_json() for audit in sessions]
 
     async def send() -> None:
-        async with auth.client(proxy) as client:
+        async with auth.client(admin) as client:  # the admin may record anything
             await client.post("/v1/events", {"events": events})
 
     auth.loop.run(send())
-    result = wctl(auth.data_dir / "admin", "events", "ls", "--format", "json")
+    admin_dir = auth.data_dir / "admin"
+    result = wctl(admin_dir, "events", "ls", "--format", "json")  # larger than one read
     assert result.exit_code == 0, result.output
-    listed = json.loads(result.stdout)
-    assert sorted(event["id"] for event in listed) == sorted(event["id"] for event in events)
+    everything = [event["id"] for event in json.loads(result.stdout)]
+    assert sorted(everything) == sorted(event["id"] for event in events)
+    assert "--cursor" not in result.stderr
+
+    pages: list[list[str]] = []
+    cursor: list[str] = []
+    while True:
+        page = wctl(admin_dir, "events", "ls", "--limit", "150", "--format", "json", *cursor)
+        assert page.exit_code == 0, page.output
+        pages.insert(0, [event["id"] for event in json.loads(page.stdout)])
+        found = re.search(r"--cursor (\S+)", page.stderr)
+        if found is None:
+            break
+        cursor = ["--cursor", found.group(1)]
+    assert [len(page) for page in pages] == [100, 150, 150]  # older pages come next
+    assert [event for page in pages for event in page] == everything
+    followed = wctl(admin_dir, "events", "ls", "--all", "--limit", "64", "--format", "json")
+    assert [event["id"] for event in json.loads(followed.stdout)] == everything
+
+    by_session = wctl(admin_dir, "events", "ls", "--session", "s-1", "--format", "json")
+    one_session = json.loads(by_session.stdout)
+    assert len(one_session) == 200 and {event["session_id"] for event in one_session} == {"s-1"}
+    one_db = wctl(admin_dir, "events", "ls", "--db", "db-0", "--limit", "3")
+    assert [line.split()[3:5] for line in one_db.stdout.splitlines()[2:]] == [
+        ["s-0", "wicket-docdb-user"]
+    ] * 3
+
+    async def api() -> None:
+        async with auth.client(admin) as client:
+            page = await client.get("/v1/events/page?limit=5&db_service=db-1")
+            assert len(page["events"]) == 5 and isinstance(page["next_cursor"], str)
+            cursor = page["next_cursor"]
+            older = await client.get(f"/v1/events/page?limit=500&db_service=db-1&cursor={cursor}")
+            assert len(older["events"]) == 195 and older["next_cursor"] is None
+            with pytest.raises(BadParameter, match="invalid cursor"):
+                await client.get("/v1/events?cursor=nope")
+            with pytest.raises(BadParameter, match="unknown query parameter 'session'"):
+                await client.get("/v1/events?session=s-1")
+
+    auth.loop.run(api())
