@@ -12,6 +12,7 @@ import dataclasses
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from click.testing import CliRunner, Result
 
 from tests.unit.client.harness import LoopThread
 from wicket.api.client import AuthClient
-from wicket.audit.events import SessionAudit
+from wicket.audit.events import SessionAudit, format_time
 from wicket.audit.writer import AuditWriter, auth_api_sender, spool_directory
 from wicket.auth.databases import Database, DatabaseService
 from wicket.auth.events import EventQuery
@@ -375,3 +376,33 @@ def test_wctl_pages_and_filters(auth: AuthHost) -> None:
                 await client.get("/v1/events?session=s-1")
 
     auth.loop.run(api())
+
+
+@pytest.mark.slow
+def test_limit_one_over_300k_events(auth: AuthHost) -> None:
+    """`wctl events ls --limit 1` over 300,000 stored events answers the newest one, having
+    decoded one row (timing: `python -m bench.audit_search`)."""
+    assert auth.server is not None and auth.server.events is not None
+    store = auth.server.events
+    start = datetime.now(UTC) - timedelta(hours=6)
+    template = SESSION.query(command="find", database="test", namespaces=[], body=None).to_json()
+
+    async def fill() -> None:
+        for first in range(0, 300_000, 5000):
+            batch = [
+                {
+                    **template,
+                    "id": str(uuid.UUID(int=n + 1)),
+                    "time": format_time(start + timedelta(milliseconds=n // 3)),
+                }
+                for n in range(first, first + 5000)
+            ]
+            await store.append(batch)
+
+    auth.loop.run(fill(), timeout=900)
+    before = store.stats.decoded
+    result = wctl(auth.data_dir / "admin", "events", "ls", "--limit", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert [event["id"] for event in json.loads(result.stdout)] == [str(uuid.UUID(int=300_000))]
+    assert "--cursor" in result.stderr
+    assert store.stats.decoded - before == 1
