@@ -6,8 +6,12 @@ JSON per line, drained in `seq` order. Two kinds of segment:
   directory fsync): a segment is either complete or absent, so a batch is on disk
   before it is sent;
 - the overflow segment, appended to by `append_overflow` when the writer's queue is
-  full (buffered; `sync` fsyncs it, the writer calls that in batches). `seal` closes it
-  so it can be drained; the next overflow event opens a new one.
+  full (buffered; `sync` fsyncs it, the writer calls that in batches). While open it
+  is `overflow.open`, outside the numbering; `seal` closes it and only then gives it
+  its number, so it drains after every journal segment allocated before the seal
+  (events still in the writer's queue when the overflow began are older: the writer
+  journals them first). The next overflow event opens a new one; an `overflow.open`
+  left by a crash is numbered at the next start.
 A crash can leave a torn last line in an overflow segment: readers skip lines that are
 not JSON objects. Segments are deleted only after every event in them was acknowledged.
 """
@@ -28,6 +32,7 @@ log = logging.getLogger("wicket.audit")
 MAX_LINE_BYTES = 256 * 1024  # events are at most 64 KiB; anything longer is corrupt
 SEGMENT_RE = re.compile(r"^(\d{12})\.jsonl$")
 TEMPORARY_RE = re.compile(r"^\.(\d{12})\.tmp$")
+OVERFLOW_NAME = "overflow.open"
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -73,8 +78,10 @@ class Spool:
         numbers = [int(m.group(1)) for m in map(SEGMENT_RE.match, self._names()) if m]
         self._next_seq = max(numbers, default=0) + 1
         self._overflow: IO[bytes] | None = None
-        self._overflow_path: Path | None = None
         self._overflow_unsynced = 0
+        if (self.directory / OVERFLOW_NAME).exists():  # a crash left it open: drain it last
+            os.replace(self.directory / OVERFLOW_NAME, self.allocate())
+            _fsync_directory(self.directory)
 
     def _names(self) -> list[str]:
         return sorted(os.listdir(self.directory))
@@ -110,10 +117,9 @@ class Spool:
     def append_overflow(self, events: list[dict[str, Any]]) -> None:
         """Append to the open overflow segment (buffered; durable after `sync`)."""
         if self._overflow is None:
-            path = self.allocate()
+            path = self.directory / OVERFLOW_NAME
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             self._overflow = os.fdopen(descriptor, "ab", buffering=64 * 1024)
-            self._overflow_path = path
         self._overflow.write(encode_lines(events))
         self._overflow_unsynced += len(events)
 
@@ -129,23 +135,24 @@ class Spool:
             os.fsync(self._overflow.fileno())
             self._overflow_unsynced = 0
 
+    @property
+    def overflowing(self) -> bool:
+        """An overflow segment is open (events go there until it is sealed)."""
+        return self._overflow is not None
+
     def seal(self) -> None:
-        """Close the overflow segment (durably) so it can be drained."""
+        """Close the overflow segment (durably) and number it, so it drains next."""
         if self._overflow is None:
             return
         self.sync()
         self._overflow.close()
         self._overflow = None
-        self._overflow_path = None
+        os.replace(self.directory / OVERFLOW_NAME, self.allocate())
         _fsync_directory(self.directory)
 
     def segments(self) -> list[Path]:
         """Complete segments ready to drain, oldest first (the open overflow one excluded)."""
-        return [
-            self.directory / name
-            for name in self._names()
-            if SEGMENT_RE.match(name) and self.directory / name != self._overflow_path
-        ]
+        return [self.directory / name for name in self._names() if SEGMENT_RE.match(name)]
 
     @staticmethod
     def read(path: Path) -> Iterator[dict[str, Any]]:
@@ -191,6 +198,8 @@ class Spool:
         if self._overflow is not None:
             self._overflow.flush()
         paths = [self.directory / name for name in self._names() if SEGMENT_RE.match(name)]
+        if self._overflow is not None:
+            paths.append(self.directory / OVERFLOW_NAME)
         return sum(1 for path in paths for _ in self.read(path))
 
     def close(self) -> None:

@@ -4,6 +4,10 @@ How an event travels (DESIGN.md "Performance shape"):
 1. `emit` (synchronous, never awaits) appends it to a bounded in-memory queue. When
    the queue is full, or the writer is closed, the event goes straight to the spool's
    overflow segment (buffered write; fsync'd in batches by a timer): never dropped.
+   Order is kept: once an overflow segment is open, every event goes there until it
+   is sealed, and before sealing it the writer journals what is still queued (older
+   events), so the spool drains in emit order. (The auth service accepts a session's
+   events only after its start: see `wicket.auth.event_policy`.)
 2. `run` takes batches (up to `batch_size`, or what arrived within `flush_interval`)
    and journals each to a spool segment (in a thread: write, fsync, rename) before
    anything is sent, so a crash mid-send loses nothing. The JSON-lines file, when
@@ -114,7 +118,11 @@ class AuditWriter:
     def emit(self, event: AuditEvent) -> None:
         """Record an event without ever waiting: queue it, or spill it to the spool."""
         self.stats.emitted += 1
-        if not self._closed and len(self._queue) < self._queue_size:
+        if (
+            not self._closed
+            and not self._spool.overflowing
+            and len(self._queue) < self._queue_size
+        ):
             self._queue.append(event)
             if len(self._queue) >= self._batch_size:
                 self._wakeup.set()
@@ -123,7 +131,10 @@ class AuditWriter:
         data = [event.to_json()]
         self._spool.append_overflow(data)
         self._write_jsonl(data)
-        self._schedule_sync()
+        if self._closed:  # nobody will seal it: number it now, for the next start to send
+            self._spool.seal()
+        else:
+            self._schedule_sync()
 
     def _schedule_sync(self) -> None:
         """fsync the overflow segment in batches: at most one timer, or now without a loop."""
@@ -211,6 +222,9 @@ class AuditWriter:
         if self._sync_timer is not None:
             self._sync_timer.cancel()
             self._sync_timer = None
+        if self._spool.overflowing:
+            while self._queue:  # older than the overflow: journaled before it is numbered
+                await self._journal(self._take_batch())
         self._spool.seal()
         for path in self._spool.segments():
             events = self._cache.pop(path, None)
@@ -283,11 +297,11 @@ class AuditWriter:
         if self._sync_timer is not None:
             self._sync_timer.cancel()
             self._sync_timer = None
-        if self._queue:
+        if self._queue:  # older than any open overflow: a segment of its own, before it
             data = [event.to_json() for event in self._queue]
             self._queue.clear()
             self.stats.overflowed += len(data)
-            self._spool.append_overflow(data)
+            Spool.write_segment(self._spool.allocate(), data)
             self._write_jsonl(data)
         self._spool.close()
 

@@ -245,3 +245,30 @@ async def test_torn_spool_line_is_skipped(tmp_path: Path) -> None:
     await eventually(lambda: len(receiver.received) == 1, "the good line")
     await writer.close()
     assert receiver.received == [good]
+
+
+async def test_overflow_never_overtakes_queued_events(tmp_path: Path) -> None:
+    """The auth service takes a session's events only after its start: the spool drains
+    in emit order even when the queue overflowed."""
+    receiver = Receiver()
+    writer = AuditWriter(
+        send=receiver, spool_dir=tmp_path / "spool", queue_size=4, batch_size=2, flush_interval=0.02
+    )
+    writer.start()
+    for index in range(10):  # no await: 0-3 queued, 4-9 overflow
+        writer.emit(event(index))
+    assert writer.stats.overflowed == 6
+    await asyncio.sleep(0)
+    for index in range(10, 13):
+        writer.emit(event(index))
+    await eventually(lambda: len(receiver.received) == 13, "every event")
+    assert [item["n"] for item in receiver.received] == list(range(13))
+    await writer.close()
+
+
+def test_an_overflow_segment_left_open_by_a_crash_is_drained(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.append_overflow([event(1).to_json()])
+    spool.sync()  # the process dies here, the segment still open
+    again = Spool(tmp_path / "spool")
+    assert [item["n"] for path in again.segments() for item in Spool.read(path)] == [1]
