@@ -118,11 +118,7 @@ class AuditWriter:
     def emit(self, event: AuditEvent) -> None:
         """Record an event without ever waiting: queue it, or spill it to the spool."""
         self.stats.emitted += 1
-        if (
-            not self._closed
-            and not self._spool.overflowing
-            and len(self._queue) < self._queue_size
-        ):
+        if not self._closed and not self._spool.overflowing and len(self._queue) < self._queue_size:
             self._queue.append(event)
             if len(self._queue) >= self._batch_size:
                 self._wakeup.set()
