@@ -207,12 +207,14 @@ class SQLiteEventStore:
     async def append(self, events: Iterable[Mapping[str, Any]]) -> AppendResult:
         """Store each event once (validated first; all or nothing on invalid input)."""
         valid = [validate_event(dict(event)) for event in events]
-        now = self.clock()
-        rows = [self._row(event, now) for event in valid]
-        if not rows:
+        if not valid:
             return AppendResult(0, 0)
-        accepted = await self._on(self._write_thread, lambda: self._insert(rows))
-        return AppendResult(accepted, len(rows) - accepted)
+        now = self.clock()
+        # Encoding up to 16 MiB of events happens on the writer thread, not the loop.
+        accepted = await self._on(
+            self._write_thread, lambda: self._insert([self._row(event, now) for event in valid])
+        )
+        return AppendResult(accepted, len(valid) - accepted)
 
     def _row(self, event: dict[str, Any], now: datetime) -> tuple[Any, ...]:
         moment = parse_time(event["time"])
