@@ -158,14 +158,14 @@ class HostEventPolicy:
                     starts[session_id] = start
             if start is None:
                 refused.append(
-                    Refusal(event_id, kind, f"{who} recorded no start of session {session_id}")
+                    Refusal(event_id, kind, f"{who} recorded no start of session {session_id!r}")
                 )
             elif start.get("db_service") != database or start.get("user") != event.get("user"):
                 refused.append(
                     Refusal(
                         event_id,
                         kind,
-                        f"session {session_id} was started for another user or database",
+                        f"session {session_id!r} was started for another user or database",
                     )
                 )
         return refused

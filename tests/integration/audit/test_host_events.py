@@ -125,7 +125,7 @@ def test_a_host_records_only_its_own_sessions(setup: Setup) -> None:
     orphan = dataclasses.replace(forged, session_id="another-session").query(
         command="find", database="test", namespaces=["test.secret"], body={"find": "secret"}
     )
-    with pytest.raises(BadParameter, match="recorded no start of session another-session"):
+    with pytest.raises(BadParameter, match="recorded no start of session 'another-session'"):
         as_agent(setup, post([start_elsewhere, orphan.to_json()]))
     assert events(setup, "user=bob") == []
     assert events(setup, "user=carol") == []

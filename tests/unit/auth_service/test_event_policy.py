@@ -91,19 +91,19 @@ async def test_what_an_agent_may_not_record(
     ]
     orphan = query(session("never-started"))
     assert await reasons(policy, [orphan]) == [
-        "host agent-1 (db) recorded no start of session never-started"
+        "host agent-1 (db) recorded no start of session 'never-started'"
     ]
     # a start recorded by another host does not make the session this host's
     theirs = session("s-2")
     await events.append([{**theirs.start(success=True).to_json(), "server_id": "agent-2"}])
     assert await reasons(policy, [query(theirs)]) == [
-        "host agent-1 (db) recorded no start of session s-2"
+        "host agent-1 (db) recorded no start of session 's-2'"
     ]
     # nor may a session's later events change its user or database
     mine = session("s-3")
     await events.append([{**mine.start(success=True).to_json(), "server_id": "agent-1"}])
     assert await reasons(policy, [query(session("s-3", user="root"))]) == [
-        "session s-3 was started for another user or database"
+        "session 's-3' was started for another user or database"
     ]
     no_session = {**query(mine), "session_id": None}
     assert "needs a session_id" in (await reasons(policy, [no_session]))[0]
