@@ -57,8 +57,8 @@ class WrongServer(ssl.SSLCertVerificationError):
         return (
             f"the server at {address} presented a certificate for {self.presented}, "
             f"not {service}: it is not this cluster's {service.removeprefix('the ')}, so "
-            "nothing was sent to it. Check the address; if it is right, tell the cluster "
-            "administrator that another host answers there"
+            "the connection was closed before anything was sent. Check the address; if it "
+            "is right, tell the cluster administrator that another host answers there"
         )
 
 
@@ -157,5 +157,6 @@ def describe_verification_error(
         reason = "a certificate this cluster's CA does not vouch for"
     return (
         f"the server at {address} is not {service}: it presented {reason} ({detail}); "
-        "nothing was sent to it. Check the address and the cluster's CA pin"
+        "the connection was closed before anything was sent. Check the address and the "
+        "cluster's CA pin"
     )
