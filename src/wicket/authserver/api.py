@@ -42,6 +42,7 @@ log = logging.getLogger("wicket.auth")
 
 MAX_BODY_BYTES = 1024 * 1024
 HOST_CERT_TTL = timedelta(days=365)
+MAX_JOIN_NAMES = 64
 IDENTITY = web.RequestKey("identity", object)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -275,6 +276,13 @@ class AuthAPI:
         assert hostname is not None
         public_key = load_public_key(str(_text(body, "public_key_pem")).encode())
         requested = _strings(body, "dns_names") + _strings(body, "ip_addresses")
+        if len(requested) > MAX_JOIN_NAMES or not all(
+            0 < len(name) <= 253 and name.isprintable() for name in requested
+        ):
+            raise BadParameter(
+                f'"dns_names" and "ip_addresses" take at most {MAX_JOIN_NAMES} host names '
+                "or addresses"
+            )
         grants: list[HostGrant] = []
 
         def decide(info: TokenInfo) -> None:
