@@ -3,7 +3,12 @@
 The agent knows only the proxy's address. It fetches the cluster's CA certificates
 from the proxy, checks the host CA against `ca_pin` (or trusts it on first use,
 with a warning, when no pin is configured), then calls the auth service's join
-endpoint through the proxy's `wicket-auth` route with TLS verified against that CA.
+endpoint through the proxy's `wicket-auth` route with TLS verified against that CA
+(and, as every auth client, accepting only the auth service's host role).
+
+The auth service decides the host's id and certificate names: a database agent gets
+none (it only dials out), a proxy those its token and the cluster allow. Names a
+proxy asked for and did not get are logged, since clients will not accept it there.
 """
 
 from __future__ import annotations
@@ -147,8 +152,8 @@ async def join_cluster(
     """Join with `token` and save the host identity.
 
     Agents join through a proxy (`proxy_addr` is the proxy); a proxy joins straight to
-    the auth service (`direct_to_auth`, `proxy_addr` is then the auth service) and asks
-    for its public names in its certificate.
+    the auth service (`direct_to_auth`, `proxy_addr` is then the auth service) and says
+    which names it wants; the auth service grants only those the cluster allows.
     """
     info = await fetch_cluster_info(
         proxy_addr, path="/v1/cluster" if direct_to_auth else "/v1/webapi/cluster"
@@ -177,6 +182,19 @@ async def join_cluster(
                 "dns_names": list(dns_names),
                 "ip_addresses": list(ip_addresses),
             },
+        )
+    not_granted = answer.get("not_granted") or []
+    if not_granted:
+        log.warning(
+            "the auth service did not put %s in this host's certificate (a host's names are "
+            "decided by the cluster: bind them to the proxy token with `wctl tokens add "
+            "--type=proxy --names=...`, or set the auth service's proxy_service.public_addr); "
+            "clients will not accept this proxy under those names. Granted: %s",
+            ", ".join(str(name) for name in not_granted),
+            ", ".join(
+                str(n) for n in [*answer.get("dns_names", []), *answer.get("ip_addresses", [])]
+            )
+            or "none",
         )
     if answer.get("cas", {}).get("host") != info["cas"]["host"]:
         raise AccessDenied("the auth service's CA differs from the one the proxy showed")

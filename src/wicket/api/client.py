@@ -4,7 +4,8 @@ Everyone talks to the auth service through this: the proxy (host certificate),
 agents and remote `wctl`/`wsh` (through the proxy's `wicket-auth` route), and
 `wctl` on the auth host (local admin identity). The auth service's certificate
 always names `wicket-auth`, so it is verified the same way whichever address
-reached it.
+reached it; and only a host certificate of role `auth` is accepted as that name
+(`wicket.server_identity`), so no other host of the cluster can pose as it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import aiohttp
 from wicket.api.bodies import read_bounded
 from wicket.api.errors import error_from_body
 from wicket.errors import AccessDenied, Timeout, UpstreamError
+from wicket.identity import HostRole
+from wicket.server_identity import describe_verification_error, require_server_role
 
 AUTH_SERVER_NAME = "wicket-auth"  # DNS SAN every auth service certificate carries
 AUTH_ALPN = "wicket-auth"
@@ -33,7 +36,7 @@ class AuthClient:
         self, address: str, ssl_context: ssl.SSLContext, *, timeout: float = DEFAULT_TIMEOUT
     ) -> None:
         self.address = address  # HOST:PORT
-        self._ssl = ssl_context
+        self._ssl = require_server_role(ssl_context, HostRole.AUTH)
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
         self._session: aiohttp.ClientSession | None = None
 
@@ -83,6 +86,11 @@ class AuthClient:
         except TimeoutError as exc:
             raise Timeout(f"the auth service at {self.address} did not answer in time") from exc
         except aiohttp.ClientConnectorCertificateError as exc:
+            message = describe_verification_error(
+                exc.certificate_error, self.address, HostRole.AUTH
+            )
+            if message is not None:
+                raise AccessDenied(message) from exc
             raise UpstreamError(
                 f"cannot verify the auth service at {self.address}: {exc.certificate_error}"
             ) from exc

@@ -4,18 +4,22 @@ A token's value is shown once; it is stored as `/tokens/<sha256(value)>` and lis
 by a masked id (the first 8 hex digits of that hash). Records are kept a while past
 their expiry so a late join gets "expired at ..." instead of "not found".
 Single-use tokens are consumed with compare-and-delete: of two joins racing with
-one token, exactly one wins.
+one token, exactly one wins. A proxy token may carry the names its proxy's
+certificate is allowed (`--names`); the auth service decides the rest
+(`wicket.auth.hosts`).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
+from wicket.auth.hosts import token_names
 from wicket.auth.store import (
     TOKENS,
     Clock,
@@ -74,6 +78,7 @@ class TokenInfo:
     expires: datetime
     single_use: bool
     created: datetime
+    names: tuple[str, ...] = ()  # proxy tokens: names the proxy's certificate may carry
 
     @property
     def use(self) -> str:
@@ -88,6 +93,7 @@ class TokenInfo:
             "expires": encode_time(self.expires),
             "single_use": self.single_use,
             "created": encode_time(self.created),
+            "names": list(self.names),
         }
 
 
@@ -110,8 +116,9 @@ def _info(item: JsonItem) -> TokenInfo:
             expires=decode_time(data["expires"]),
             single_use=bool(data["single_use"]),
             created=decode_time(data["created"]),
+            names=tuple(str(name) for name in data.get("names", [])),
         )
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError, TypeError) as error:
         raise WicketError(f"stored join token is malformed: {error!r}") from None
 
 
@@ -136,20 +143,32 @@ class TokenService:
         *,
         single_use: bool = True,
         value: str | None = None,
+        names: Sequence[str] = (),
     ) -> tuple[str, TokenInfo]:
-        """A new token (random 32 bytes hex unless `value` is given) and its public info."""
+        """A new token (random 32 bytes hex unless `value` is given) and its public info.
+
+        `names` (proxy tokens only) are the DNS names / IP addresses the joining
+        proxy's certificate may carry.
+        """
         token_type = _token_type(type)
+        bound = token_names(names)
+        if bound and token_type is not TokenType.PROXY:
+            raise BadParameter(
+                "only proxy tokens carry names: database agents only dial out and get none"
+            )
         if not timedelta(seconds=1) <= ttl <= MAX_TOKEN_TTL:
             raise BadParameter("token TTL must be between 1s and 720h (30 days)")
         token = check_token_value(value) if value else self.random_bytes(TOKEN_BYTES).hex()
         now = self.clock()
         expires = now + ttl
-        data = {
+        data: dict[str, object] = {
             "type": token_type.value,
             "expires": encode_time(expires),
             "single_use": single_use,
             "created": encode_time(now),
         }
+        if bound:
+            data["names"] = list(bound)
         item = await self.store.create(
             key(TOKENS, sha256_hex(token)), data, expires=expires + EXPIRED_RETENTION
         )
@@ -192,8 +211,18 @@ class TokenService:
             raise NotFound(f"join token {id_prefix_or_value!r} not found")
         return _info(item)
 
-    async def consume(self, value: str, expected_type: TokenType | str) -> TokenInfo:
-        """Check a token for a join; a single-use one is used up atomically."""
+    async def consume(
+        self,
+        value: str,
+        expected_type: TokenType | str,
+        *,
+        check: Callable[[TokenInfo], object] | None = None,
+    ) -> TokenInfo:
+        """Check a token for a join; a single-use one is used up atomically.
+
+        `check` runs on the valid token before it is used up: a join it refuses
+        (by raising) leaves a single-use token in place.
+        """
         wanted = _token_type(expected_type)
         not_found = TokenNotFound("join token not found: it may have been used already or expired")
         if not value or len(value) > MAX_TOKEN_LENGTH:
@@ -212,6 +241,8 @@ class TokenService:
                 f"token is for {info.type.value} hosts, not {wanted.value}; "
                 f"create one with `wctl tokens add --type={wanted.value}`"
             )
+        if check is not None:
+            check(info)
         if info.single_use and not await self.store.compare_and_delete(item.key, item.revision):
             raise not_found
         return info

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -23,10 +22,11 @@ from wicket.api.errors import error_body
 from wicket.audit.events import user_locked, user_login
 from wicket.audit.writer import AuditWriter
 from wicket.auth.databases import Database, DatabaseService, database_from_resource
+from wicket.auth.hosts import HostGrant, grant_for_join
 from wicket.auth.resources import parse_resource
 from wicket.auth.roles import AccessChecker, Role, RoleService
 from wicket.auth.store import encode_time
-from wicket.auth.tokens import TokenService
+from wicket.auth.tokens import TokenInfo, TokenService
 from wicket.auth.users import LoginFailed, LoginLocked, UserService
 from wicket.authserver.cluster import ClusterAuthorities
 from wicket.errors import AccessDenied, BadParameter, NotFound, WicketError
@@ -42,6 +42,7 @@ log = logging.getLogger("wicket.auth")
 
 MAX_BODY_BYTES = 1024 * 1024
 HOST_CERT_TTL = timedelta(days=365)
+MAX_JOIN_NAMES = 64
 IDENTITY = web.RequestKey("identity", object)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -253,39 +254,80 @@ class AuthAPI:
         )
 
     async def join(self, request: web.Request) -> web.Response:
-        """A host trades a join token (and its public key) for a host certificate."""
+        """A host trades a join token (and its public key) for a host certificate.
+
+        The auth service decides the host's id and certificate names
+        (`wicket.auth.hosts.grant_for_join`): a caller-supplied `host_id` is refused;
+        requested `dns_names`/`ip_addresses` the token's role does not allow are left
+        out and listed in `not_granted`.
+        """
         body = await read_json(request)
         token = _text(body, "token")
         role = _text(body, "role")
         assert token is not None and role is not None
         if role not in {HostRole.DB.value, HostRole.PROXY.value}:
             raise BadParameter('"role" must be "db" or "proxy"')
+        if body.get("host_id") is not None:
+            raise BadParameter(
+                "a joining host cannot choose its host id: the auth service assigns one; "
+                'leave "host_id" out of the join request'
+            )
         hostname = _text(body, "hostname")
         assert hostname is not None
         public_key = load_public_key(str(_text(body, "public_key_pem")).encode())
-        host_id = _text(body, "host_id", required=False) or str(uuid.uuid4())
-        await self.tokens.consume(token, role)
+        requested = _strings(body, "dns_names") + _strings(body, "ip_addresses")
+        if len(requested) > MAX_JOIN_NAMES or not all(
+            0 < len(name) <= 253 and name.isprintable() for name in requested
+        ):
+            raise BadParameter(
+                f'"dns_names" and "ip_addresses" take at most {MAX_JOIN_NAMES} host names '
+                "or addresses"
+            )
+        grants: list[HostGrant] = []
+
+        def decide(info: TokenInfo) -> None:
+            grants.append(
+                grant_for_join(
+                    HostRole(info.type.value),
+                    bound_names=info.names,
+                    proxy_public_addr=self.proxy_public_addr,
+                )
+            )
+
+        await self.tokens.consume(token, role, check=decide)
+        grant = grants[0]
         identity = Identity(
             cluster=self.cluster.name,
             kind=IdentityKind.HOST,
-            name=host_id,
-            host_id=host_id,
-            host_role=HostRole(role),
+            name=grant.host_id,
+            host_id=grant.host_id,
+            host_role=grant.role,
         )
         cert = self.cluster.host.issue(
             public_key,
             identity,
             ttl=HOST_CERT_TTL,
-            server=True,
+            server=grant.server,
             client=True,
-            dns_names=[name for name in _strings(body, "dns_names") if name],
-            ip_addresses=_strings(body, "ip_addresses"),
+            dns_names=grant.names.dns_names,
+            ip_addresses=grant.names.ip_addresses,
         )
-        log.info("host %s (%s) joined as %s", host_id, hostname, role)
+        not_granted = grant.not_granted(requested)
+        log.info(
+            "host %s (%s) joined as %s with names [%s]%s",
+            grant.host_id,
+            hostname,
+            role,
+            ", ".join(grant.names.all),
+            f" (not granted: {', '.join(not_granted)})" if not_granted else "",
+        )
         return web.json_response(
             {
-                "host_id": host_id,
+                "host_id": grant.host_id,
                 "cert_pem": certificate_pem(cert).decode(),
+                "dns_names": list(grant.names.dns_names),
+                "ip_addresses": list(grant.names.ip_addresses),
+                "not_granted": not_granted,
                 **self.cluster.public(),
             }
         )
@@ -494,6 +536,7 @@ class AuthAPI:
             timedelta(seconds=ttl_seconds),
             single_use=single_use,
             value=value,
+            names=_strings(body, "names"),
         )
         return web.json_response({"token": token, **info.to_public_dict()})
 

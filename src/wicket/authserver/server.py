@@ -8,7 +8,6 @@ On start it also (re)writes the local admin identity into `data_dir/admin/`, whi
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 from dataclasses import dataclass
@@ -138,21 +137,15 @@ class AuthServer:
             ),
         )
         key = generate_private_key()
-        names = sorted({AUTH_SERVER_NAME, "localhost", settings.nodename})
-        addresses = ["127.0.0.1", "::1"]
-        try:
-            ipaddress.ip_address(settings.host)
-            if settings.host not in {"0.0.0.0", "::"}:
-                addresses.append(settings.host)
-        except ValueError:
-            names.append(settings.host)
+        # Every auth client dials it as `wicket-auth` (whatever address reaches it) and
+        # accepts only the auth host role there: that one name is all it needs.
         cert = host_certificate_for_self(
             cluster,
             key.public_key(),
             host_id=f"auth-{settings.nodename}",
             role=HostRole.AUTH,
-            dns_names=names,
-            ip_addresses=sorted(set(addresses)),
+            dns_names=[AUTH_SERVER_NAME],
+            ip_addresses=[],
         )
         context = server_context(
             certificate_pem(cert),

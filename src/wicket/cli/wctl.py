@@ -331,9 +331,15 @@ def tokens() -> None:
 @tokens.command("add")
 @click.option("--type", "token_type", type=click.Choice(["db", "proxy"]), required=True)
 @click.option("--ttl", default="30m", show_default=True, help="How long the token is valid.")
+@click.option(
+    "--names",
+    default="",
+    help="Proxy tokens: comma-separated DNS names/IPs the proxy's certificate may carry "
+    "(besides the configured proxy public address).",
+)
 @_format_option(None, ("text", "json", "yaml"))
 @pass_session
-def tokens_add(s: Session, token_type: str, ttl: str, output: str | None) -> None:
+def tokens_add(s: Session, token_type: str, ttl: str, names: str, output: str | None) -> None:
     """Create a join token (`--format=text` prints only the token)."""
     try:
         lifetime = parse_duration(ttl)
@@ -341,7 +347,9 @@ def tokens_add(s: Session, token_type: str, ttl: str, output: str | None) -> Non
         raise click.BadParameter(str(exc), param_hint="--ttl") from None
     if lifetime < timedelta(minutes=1):
         raise click.BadParameter("must be at least 1m", param_hint="--ttl")
-    body = {"type": token_type, "ttl_seconds": int(lifetime.total_seconds())}
+    body: dict[str, Any] = {"type": token_type, "ttl_seconds": int(lifetime.total_seconds())}
+    if names.strip():
+        body["names"] = [name.strip() for name in names.split(",") if name.strip()]
 
     async def create(client: AuthClient) -> tuple[dict[str, Any], str | None]:
         answer = await client.post("/v1/tokens", body)

@@ -44,6 +44,8 @@ from wicket.client.output import OutputFormat, local_time, render
 from wicket.client.profile import Profile, ProfileStore, wsh_home
 from wicket.config.types import HostPort
 from wicket.errors import AccessDenied, BadParameter, WicketError
+from wicket.identity import HostRole
+from wicket.server_identity import require_server_role
 from wicket.tlsconfig import client_context
 
 MONGODB_ALPN = "wicket-mongodb"
@@ -454,11 +456,14 @@ class RouteCertificates:
             route = login.route()
             self.db_user, self.db_name = route.db_user, route.db_name
             self._login = login
-            self._context = client_context(
-                ca_pems=[login.ca_pem()],
-                cert_chain_pem=login.cert_pem(),
-                key_pem=login.key_pem(),
-                alpn=[MONGODB_ALPN],
+            self._context = require_server_role(
+                client_context(
+                    ca_pems=[login.ca_pem()],
+                    cert_chain_pem=login.cert_pem(),
+                    key_pem=login.key_pem(),
+                    alpn=[MONGODB_ALPN],
+                ),
+                HostRole.PROXY,
             )
             return self._context
 

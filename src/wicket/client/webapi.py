@@ -3,7 +3,8 @@
 These go to the proxy's web side (ALPN `http/1.1`). Before the client trusts the
 cluster it fetches `/v1/webapi/cluster` without verifying the proxy, only to learn
 the host CA and compare its pin; every later call verifies the proxy's certificate
-against that CA (or, with `--insecure`, nothing).
+against that CA, its name against the address dialled and its host role (`proxy`:
+`wicket.server_identity`) -- or, with `--insecure`, nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import aiohttp
 
 from wicket.api.bodies import read_bounded
 from wicket.api.errors import error_from_body
-from wicket.errors import Timeout, UpstreamError
+from wicket.errors import AccessDenied, Timeout, UpstreamError
+from wicket.identity import HostRole
+from wicket.server_identity import describe_verification_error, require_server_role
 from wicket.tlsconfig import client_context
 
 WEB_ALPN = "http/1.1"
@@ -46,7 +49,7 @@ class ProxyWebClient:
         self, proxy: str, context: ssl.SSLContext, *, timeout: float = WEB_TIMEOUT
     ) -> None:
         self.proxy = proxy
-        self._context = context
+        self._context = require_server_role(context, HostRole.PROXY)
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
@@ -71,6 +74,9 @@ class ProxyWebClient:
         except TimeoutError as exc:
             raise Timeout(f"the proxy at {self.proxy} did not answer in time") from exc
         except aiohttp.ClientConnectorCertificateError as exc:
+            message = describe_verification_error(exc.certificate_error, self.proxy, HostRole.PROXY)
+            if message is not None:
+                raise AccessDenied(message) from exc
             raise UpstreamError(
                 f"cannot verify the proxy at {self.proxy}: {exc.certificate_error}"
             ) from exc

@@ -6,7 +6,8 @@ proxy's ack), keeps `pool_size` idle data connections (more, up to 64, when the 
 with `need_connections`), heartbeats, and reconnects with exponential backoff and jitter
 when anything on the control connection fails. A data connection leaves the pool when
 the proxy writes a session header on it; its session then runs on its own, independent
-of the control connection and of every other session.
+of the control connection and of every other session. Only a host certificate of
+role `proxy` for the address dialled is accepted as the proxy (`wicket.server_identity`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from wicket.errors import AccessDenied, RemoteProtocolError, Timeout, WicketError
+from wicket.identity import HostRole
+from wicket.server_identity import describe_verification_error, require_server_role
 from wicket.tunnel.protocol import (
     MAX_NEED_CONNECTIONS,
     Ack,
@@ -203,7 +206,7 @@ class TunnelClient:
         self._state = TunnelState.CLOSED
 
     async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        context = self._ssl_context_factory()
+        context = require_server_role(self._ssl_context_factory(), HostRole.PROXY)
         context.set_alpn_protocols([TUNNEL_ALPN])
         host, port = self._proxy_addr
         try:
@@ -218,6 +221,9 @@ class TunnelClient:
                 )
         except TimeoutError:
             raise Timeout(f"cannot connect to the proxy at {host}:{port} (timed out)") from None
+        except ssl.SSLCertVerificationError as exc:
+            message = describe_verification_error(exc, f"{host}:{port}", HostRole.PROXY)
+            raise AccessDenied(message or str(exc)) from exc
         ssl_object = writer.get_extra_info("ssl_object")
         selected = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         if selected != TUNNEL_ALPN:

@@ -1,5 +1,8 @@
 """Test certificates made with `cryptography` directly (the real PKI module is not a dependency
-of these tests): a CA, a proxy server certificate, agent client certificates."""
+of these tests): a CA, a proxy server certificate, agent client certificates.
+
+Server certificates carry a Wicket identity of host role `proxy`: the tunnel client
+accepts no other server (`wicket.server_identity`)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from wicket.identity import IDENTITY_OID, HostRole, Identity, IdentityKind
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,9 @@ class TestCA:
         self.cert_path = directory / f"{name}-ca.pem"
         self.cert_path.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, common_name: str, *, server: bool) -> Issued:
+    def issue(
+        self, common_name: str, *, server: bool, host_role: HostRole = HostRole.PROXY
+    ) -> Issued:
         """A leaf certificate: a server one for 127.0.0.1/localhost, or a client one."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
@@ -91,6 +98,16 @@ class TestCA:
                     [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
                 ),
                 critical=False,
+            )
+            proxy = Identity(
+                cluster="test",
+                kind=IdentityKind.HOST,
+                name=common_name,
+                host_id=common_name,
+                host_role=host_role,
+            )
+            builder = builder.add_extension(
+                x509.UnrecognizedExtension(IDENTITY_OID, proxy.to_json()), critical=False
             )
         certificate = builder.sign(self.key, hashes.SHA256())
         cert_path = self.directory / f"{common_name}.pem"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,6 +14,7 @@ import pytest
 from tests.integration.tunnel.certs import Issued, client_context
 from tests.integration.tunnel.conftest import Pki, Proxy, agent_context_factory, wait_until
 from wicket.errors import LocalProtocolError, Timeout
+from wicket.identity import HostRole
 from wicket.tunnel.client import Backoff, TunnelClient, TunnelState
 from wicket.tunnel.protocol import SessionHeader, decode_message
 from wicket.tunnel.streams import read_frame
@@ -174,6 +176,27 @@ async def test_unauthorized_or_foreign_agent_certificate_is_refused(
     assert agent.client.last_error is not None
     if who == "intruder":
         assert "is not a database agent" in agent.client.last_error
+
+
+async def test_a_server_that_is_not_the_proxy_is_refused(
+    pki: Pki, start_agent: Callable[..., Agent]
+) -> None:
+    """Another host of the cluster (here a db host) with a valid server certificate for
+    the proxy's address is not taken for the proxy: the agent sends it nothing."""
+    impostor = Proxy(
+        dataclasses.replace(pki, proxy=pki.ca.issue("db-9", server=True, host_role=HostRole.DB))
+    )
+    await impostor.start()
+    try:
+        agent = start_agent(impostor.port)
+        await wait_until(lambda: len(agent.delays) >= 2)
+        assert impostor.tunnel.agents() == []
+        assert agent.client.connections_made == 0
+        assert "presented a certificate for a db host (db-9), not the proxy" in (
+            agent.client.last_error or ""
+        )
+    finally:
+        await impostor.stop()
 
 
 async def test_agent_id_must_match_its_certificate(

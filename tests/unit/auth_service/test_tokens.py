@@ -154,3 +154,28 @@ async def test_ambiguous_prefix(tokens: TokenService) -> None:
     assert first_info.id != second_info.id
     await tokens.delete(first_info.id)
     assert await tokens.list() == [second_info]
+
+
+async def test_proxy_tokens_carry_normalized_names(tokens: TokenService) -> None:
+    value, info = await tokens.create(
+        "proxy", names=["Proxy.Example.com", "10.0.0.5", "[::1]", "proxy.example.com"]
+    )
+    assert info.names == ("proxy.example.com", "10.0.0.5", "::1")
+    assert info.to_public_dict()["names"] == ["proxy.example.com", "10.0.0.5", "::1"]
+    assert (await tokens.get(value)).names == info.names
+    with pytest.raises(BadParameter, match="only proxy tokens carry names"):
+        await tokens.create("db", names=["db.example.com"])
+    for bad in ("wicket-auth", "*.example.com", "a b", "-x.example.com"):
+        with pytest.raises(BadParameter):
+            await tokens.create("proxy", names=[bad])
+
+
+async def test_a_refused_check_leaves_the_token(tokens: TokenService) -> None:
+    value, _ = await tokens.create("proxy")
+
+    def refuse(info: object) -> None:
+        raise BadParameter("no names")
+
+    with pytest.raises(BadParameter):
+        await tokens.consume(value, "proxy", check=refuse)
+    assert (await tokens.consume(value, "proxy")).type is TokenType.PROXY
