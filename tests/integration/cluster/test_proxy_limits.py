@@ -129,12 +129,14 @@ def client_hello(alpn: str) -> bytes:
     return outgoing.read()
 
 
-def test_spliced_auth_connection_without_more_bytes_is_closed(cluster: Cluster) -> None:
+@pytest.mark.parametrize("alpn", [AUTH_ALPN, "http/1.1", "wicket-tunnel", "wicket-mongodb"])
+def test_client_hello_then_nothing_is_closed(cluster: Cluster, alpn: str) -> None:
+    """Spliced (`wicket-auth`: first-bytes deadline) or terminated (handshake deadline)."""
     with ExitStack() as stack:
         silent = []
         for _ in range(20):
             sock = stack.enter_context(socket.create_connection(("127.0.0.1", cluster.proxy_port)))
-            sock.sendall(client_hello(AUTH_ALPN))  # the auth service answers; we never do
+            sock.sendall(client_hello(alpn))  # the server answers; the client never does
             silent.append((time.monotonic(), sock))
         auth_works(cluster)
         wait_all_closed(silent, DEADLINE + MARGIN)
