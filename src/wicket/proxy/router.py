@@ -386,7 +386,9 @@ async def splice(
         if is_exhaustion(error):
             if alarm is not None:
                 alarm.record()
-            raise UpstreamError(exhaustion_message(f"connecting to {host}:{port}")) from None
+            message = exhaustion_message(f"connecting to {host}:{port}")
+            log.error("%s", message)
+            raise UpstreamError(message) from None
         raise UpstreamError(f"cannot reach {host}:{port}: {error or 'timed out'}") from None
     await relay(
         client_reader,
