@@ -273,8 +273,9 @@ class ProxyTimeoutsConfig(_Model):
     first_request: ShortTimeout = Field(
         default=timedelta(seconds=10),
         description="After the handshake, the first request must arrive within this: the "
-        "whole request header on the web side, the first bytes after the ClientHello on "
-        "the spliced `wicket-auth` route, the first message of a database session.",
+        "whole request header on the web side (and any request body once its header "
+        "came), the first bytes after the ClientHello on the spliced `wicket-auth` route, "
+        "the first message of a database session.",
     )
     idle: LongTimeout = Field(
         default=timedelta(minutes=5),

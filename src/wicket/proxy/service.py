@@ -279,6 +279,7 @@ class ProxyService:
             second_factor=settings.second_factor,
             host_ca_pem=identity.host_ca_pem.decode(),
             data_dir=settings.data_dir,
+            body_timeout=self.timeouts.first_request,
         )
         self._runner = web.AppRunner(
             self.web.application(),

@@ -9,10 +9,13 @@ the address of the client's socket for the audit log (`wicket.authserver.forward
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 import io
 import json
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ from wicket.api.client import AuthClient
 from wicket.api.errors import error_body
 from wicket.authserver.forwarded import FORWARDED_FOR
 from wicket.descriptors import exhaustion_message, is_exhaustion
-from wicket.errors import BadParameter, NotFound, UpstreamError, WicketError
+from wicket.errors import BadParameter, NotFound, Timeout, UpstreamError, WicketError
 from wicket.proxy.inputs import auth_path, invite_token, login_body
 from wicket.proxy.install import (
     SAFE_WHEEL,
@@ -39,6 +42,7 @@ from wicket.proxy.install import (
 log = logging.getLogger("wicket.proxy")
 
 MAX_FORM_BYTES = 64 * 1024
+DEFAULT_BODY_TIMEOUT = 10.0
 MIN_CLIENT_VERSION = "0.1.0"
 
 PAGE = """<!doctype html>
@@ -70,6 +74,7 @@ class ProxyWeb:
         second_factor: str,
         host_ca_pem: str,
         data_dir: Path | None = None,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         self.auth = auth
         self.cluster_name = cluster_name
@@ -77,6 +82,7 @@ class ProxyWeb:
         self.second_factor = second_factor
         self.host_ca_pem = host_ca_pem
         self.data_dir = data_dir
+        self.body_timeout = body_timeout
 
     def application(self) -> web.Application:
         """The aiohttp application."""
@@ -123,6 +129,17 @@ class ProxyWeb:
             return page(title, f'<p class="error">{html.escape(message)}</p>', status)
         return web.json_response(body, status=status)
 
+    @contextlib.asynccontextmanager
+    async def _body_deadline(self) -> AsyncIterator[None]:
+        """A request body must arrive within `body_timeout` (no body dribbled for ever)."""
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                yield
+        except TimeoutError:
+            raise Timeout(
+                f"the request body did not arrive within {self.body_timeout:g} s"
+            ) from None
+
     def _find_document(self) -> dict[str, Any]:
         return {
             "server_version": __version__,
@@ -150,7 +167,8 @@ class ProxyWeb:
 
     async def login(self, request: web.Request) -> web.Response:
         """Forward a login (user, password, otp, public key) to the auth service."""
-        body = login_body(await _json_body(request))
+        async with self._body_deadline():
+            body = login_body(await _json_body(request))
         # The auth service believes this header from proxies only (authserver.forwarded):
         # it is the address of the socket this proxy accepted, never the client's own header.
         client = request.remote
@@ -207,7 +225,8 @@ class ProxyWeb:
     async def invite_submit(self, request: web.Request) -> web.Response:
         """Complete the invite; show the next step or the form again with the error."""
         token = invite_token(request.match_info["token"])
-        form = await request.post()
+        async with self._body_deadline():
+            form = await request.post()
         password = str(form.get("password", ""))
         confirm = str(form.get("confirm", ""))
         otp = form.get("otp")

@@ -161,6 +161,19 @@ def test_dribbled_request_header_is_closed_at_the_first_request_deadline(
         assert closed, "a request header dribbled forever kept its connection"
 
 
+def test_dribbled_request_body_is_refused_at_the_deadline(cluster: Cluster) -> None:
+    with connect(cluster.proxy_port, tls_context()) as sock:
+        head = (
+            "POST /v1/webapi/login HTTP/1.1\r\nHost: localhost\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        sock.sendall(head.encode())  # and the other 999 bytes never come
+        sock.settimeout(DEADLINE + MARGIN)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 504"), answer[:200]
+    assert b"request body did not arrive within" in answer
+
+
 # -- running out of descriptors -------------------------------------------------------------
 
 LOW_LIMIT = 160
