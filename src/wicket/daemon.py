@@ -26,14 +26,16 @@ from wicket.auth.users import SecondFactor
 from wicket.authserver.server import AuthServer, AuthSettings
 from wicket.backend.sqlite import SQLiteBackend
 from wicket.config.loader import read_auth_token
-from wicket.config.models import DatabaseConfig, WicketConfig
+from wicket.config.models import DatabaseConfig, ProxyTimeoutsConfig, WicketConfig
+from wicket.descriptors import raise_descriptor_limit
 from wicket.errors import BadParameter, WicketError
 from wicket.logs import configure_logging
-from wicket.proxy.service import ProxyIdentity, ProxyService, ProxySettings
+from wicket.proxy.service import ProxyIdentity, ProxyService, ProxySettings, ProxyTimeouts
 
 log = logging.getLogger("wicket")
 
 Closer = Callable[[], Awaitable[None]]
+LOW_DESCRIPTOR_LIMIT = 8192
 
 
 def database_from_config(config: DatabaseConfig) -> Database:
@@ -70,6 +72,38 @@ def _split_names(host: str) -> tuple[list[str], list[str]]:
     except ValueError:
         return [host], []
     return [], [host]
+
+
+def proxy_timeouts(config: ProxyTimeoutsConfig) -> ProxyTimeouts:
+    """The proxy's connection deadlines from the config, in seconds."""
+    return ProxyTimeouts(
+        client_hello=config.client_hello.total_seconds(),
+        tls_handshake=config.tls_handshake.total_seconds(),
+        first_request=config.first_request.total_seconds(),
+        idle=config.idle.total_seconds(),
+    )
+
+
+def raise_and_log_descriptor_limit() -> None:
+    """Raise the descriptor soft limit to the hard limit and log both (every connection
+    is a descriptor; the usual soft limit of 1,024 runs out under a few hundred clients)."""
+    change = raise_descriptor_limit()
+    if change.after > change.before:
+        log.info(
+            "file descriptor limit raised from %d to %d (hard limit %d)",
+            change.before,
+            change.after,
+            change.hard,
+        )
+    elif change.after < LOW_DESCRIPTOR_LIMIT:
+        log.warning(
+            "file descriptor limit %d (hard limit %d): raise the hard limit (LimitNOFILE= "
+            "in the systemd unit, or `ulimit -Hn`) to serve more connections",
+            change.after,
+            change.hard,
+        )
+    else:
+        log.info("file descriptor limit %d (hard limit %d)", change.after, change.hard)
 
 
 async def _second_factor(auth: AuthClient) -> str:
@@ -153,6 +187,7 @@ class Daemon:
                 auth_port=auth_port,
                 second_factor=self.config.auth_service.authentication.second_factor.value,
                 data_dir=self.config.wicket.data_dir,
+                timeouts=proxy_timeouts(settings.timeouts),
             ),
             auth_client,
         )
@@ -208,6 +243,7 @@ class Daemon:
                 auth_port=glob.auth_server.port,
                 second_factor=await _second_factor(auth_client),
                 data_dir=data_dir,
+                timeouts=proxy_timeouts(settings.timeouts),
             ),
             auth_client,
         )
@@ -287,5 +323,6 @@ def run_daemon(config: WicketConfig, config_path: Path) -> int:
     """Run the enabled services until SIGINT/SIGTERM; returns the exit code."""
     configure_logging(config.wicket.log)
     log.debug("config %s", config_path)
+    raise_and_log_descriptor_limit()
     uvloop.run(serve(config))
     return 0

@@ -63,13 +63,15 @@ class AuthClient:
             await self._session.close()
             self._session = None
 
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
-        """One API call; raises the WicketError the server described."""
+    async def call(
+        self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None
+    ) -> Any:
+        """One API call (extra `headers` if any); raises the WicketError the server described."""
         url = f"https://{self.address}{path}"
         session = self._session_or_new()
         try:
             async with session.request(
-                method, url, json=body, server_hostname=AUTH_SERVER_NAME
+                method, url, json=body, headers=headers, server_hostname=AUTH_SERVER_NAME
             ) as response:
                 raw = await read_bounded(response.content, MAX_RESPONSE_BYTES)
                 if raw is None:
@@ -116,9 +118,11 @@ class AuthClient:
         """GET `path`."""
         return await self.call("GET", path)
 
-    async def post(self, path: str, body: Any = None) -> Any:
+    async def post(
+        self, path: str, body: Any = None, *, headers: dict[str, str] | None = None
+    ) -> Any:
         """POST `path` with a JSON body."""
-        return await self.call("POST", path, body)
+        return await self.call("POST", path, body, headers=headers)
 
     async def put(self, path: str, body: Any = None) -> Any:
         """PUT `path` with a JSON body."""

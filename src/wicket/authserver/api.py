@@ -29,6 +29,7 @@ from wicket.auth.store import encode_time
 from wicket.auth.tokens import TokenInfo, TokenService
 from wicket.auth.users import LoginFailed, LoginLocked, UserService
 from wicket.authserver.cluster import ClusterAuthorities
+from wicket.authserver.forwarded import FORWARDED_FOR, client_address
 from wicket.errors import AccessDenied, BadParameter, NotFound, WicketError
 from wicket.identity import DatabaseRoute, HostRole, Identity, IdentityKind
 from wicket.pki.authority import verify_certificate
@@ -344,7 +345,9 @@ class AuthAPI:
         if otp is not None and not isinstance(otp, str):
             raise BadParameter('"otp" must be a string')
         public_key = load_public_key(str(_text(body, "public_key_pem")).encode())
-        client = request.headers.get("X-Forwarded-For") or request.remote
+        client = client_address(
+            self.identity(request), request.remote, request.headers.get(FORWARDED_FOR)
+        )
         try:
             user = await self.users.authenticate(name, password, otp)
         except LoginFailed as failure:

@@ -155,7 +155,9 @@ class AuthServer:
         )
         app = api.application()
         add_event_routes(app, api, events, jsonl_path=events_log_path(settings.data_dir))
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=5, keepalive_timeout=120
+        )
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
         await site.start()

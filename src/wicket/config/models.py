@@ -29,6 +29,7 @@ from wicket.config.types import (
     check_mongodb_uri,
     check_role_arn,
     config_error,
+    format_duration,
     quote,
 )
 
@@ -236,6 +237,53 @@ class AuthServiceConfig(_Model):
         return value
 
 
+def _timeout_between(low: timedelta, high: timedelta) -> AfterValidator:
+    """A check that a timeout is within [low, high] (zero or days would disable the limit)."""
+
+    def check(value: timedelta) -> timedelta:
+        if not low <= value <= high:
+            raise config_error(
+                f"must be between {format_duration(low)} and {format_duration(high)}"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+ShortTimeout = Annotated[Duration, _timeout_between(timedelta(seconds=1), timedelta(minutes=5))]
+LongTimeout = Annotated[Duration, _timeout_between(timedelta(seconds=1), timedelta(hours=24))]
+
+
+class ProxyTimeoutsConfig(_Model):
+    """How long the proxy waits for a client before it closes the connection.
+
+    Every connection holds a file descriptor, so none may wait unbounded: seconds for
+    the steps a working client does at once, minutes for a connection kept idle.
+    """
+
+    client_hello: ShortTimeout = Field(
+        default=timedelta(seconds=10),
+        description="A new connection must send its whole TLS ClientHello within this.",
+    )
+    tls_handshake: ShortTimeout = Field(
+        default=timedelta(seconds=10),
+        description="TLS handshakes the proxy terminates (web, tunnels, database sessions) "
+        "must finish within this.",
+    )
+    first_request: ShortTimeout = Field(
+        default=timedelta(seconds=10),
+        description="After the handshake, the first request must arrive within this: the "
+        "whole request header on the web side (and any request body once its header "
+        "came), the first bytes after the ClientHello on the spliced `wicket-auth` route, "
+        "the first message of a database session.",
+    )
+    idle: LongTimeout = Field(
+        default=timedelta(minutes=5),
+        description="An idle web keep-alive connection or spliced `wicket-auth` connection "
+        "(no bytes either way) is closed after this.",
+    )
+
+
 class ProxyServiceConfig(_Model):
     """The proxy service: the cluster's one public TLS port."""
 
@@ -254,6 +302,10 @@ class ProxyServiceConfig(_Model):
     )
     https_key_file: Path | None = Field(
         default=None, description="PEM private key of `https_cert_file`."
+    )
+    timeouts: ProxyTimeoutsConfig = Field(
+        default_factory=ProxyTimeoutsConfig,
+        description="Handshake, first-request and idle timeouts of client connections.",
     )
 
 

@@ -5,7 +5,10 @@ whole (`wicket.wire.tls_hello`), then handed to the route for the first offered 
 protocol that has one (the default route otherwise) with the ClientHello bytes still
 unread, so the route can terminate TLS itself (`accept_tls`) or pass the bytes through
 untouched (`splice`, the `wicket-auth` route). Non-TLS bytes, a connection closed early or a
-ClientHello not complete within `peek_timeout` (slowloris) are closed.
+ClientHello not complete within `peek_timeout` (slowloris) are closed. Every later wait has a
+deadline too (handshake, first bytes, idle relay): an idle connection holds a descriptor.
+When accepting fails for lack of descriptors, the `DescriptorAlarm` remembers it so that
+what fails next (an agent's tunnel that never arrived) can name the cause.
 
 While peeking, readiness would stay signalled for bytes already seen (they are not
 consumed), so the socket's `SO_RCVLOWAT` is raised to one byte more than seen: the next
@@ -22,6 +25,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from wicket.descriptors import DescriptorAlarm, exhaustion_message, is_exhaustion
 from wicket.errors import RemoteProtocolError, Timeout, UpstreamError, WicketError
 from wicket.wire.tls_hello import MAX_CLIENT_HELLO_BYTES, ClientHello, parse_client_hello
 
@@ -32,7 +36,10 @@ DEFAULT_PEEK_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 10_000
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_IDLE_TIMEOUT = 3600.0
+DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_FIRST_BYTES_TIMEOUT = 10.0
+ACCEPT_BACKOFF = 0.1
+EXHAUSTION_LOG_INTERVAL = 10.0
 RELAY_CHUNK_SIZE = 64 * 1024
 STREAM_LIMIT = 64 * 1024
 _NO_LOWAT_POLL_INTERVAL = 0.02
@@ -127,10 +134,13 @@ class Router:
         *,
         peek_timeout: float = DEFAULT_PEEK_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        alarm: DescriptorAlarm | None = None,
         logger: logging.Logger = log,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
+        self.alarm = alarm or DescriptorAlarm()
+        self._last_exhaustion_log = float("-inf")
         self._routes = dict(routes)
         self._default = default
         self._peek_timeout = peek_timeout
@@ -157,8 +167,8 @@ class Router:
                     sock, address = await loop.sock_accept(listener)
                 except OSError as error:  # EMFILE and friends: back off, keep serving
                     self._slots.release()
-                    self._log.warning("accept failed: %s", error)
-                    await asyncio.sleep(0.1)
+                    self._accept_failed(loop, error)
+                    await asyncio.sleep(ACCEPT_BACKOFF)
                     continue
                 except BaseException:
                     self._slots.release()
@@ -169,6 +179,21 @@ class Router:
         except asyncio.CancelledError:
             if not self._closed:
                 raise
+
+    def _accept_failed(self, loop: asyncio.AbstractEventLoop, error: OSError) -> None:
+        """Log a failed accept; exhaustion is named, remembered, and logged once a while."""
+        if not self.alarm.check(error):
+            self._log.warning("accept failed: %s", error)
+            return
+        now = loop.time()
+        if now - self._last_exhaustion_log >= EXHAUSTION_LOG_INTERVAL:
+            self._last_exhaustion_log = now
+            self._log.error(
+                "%s (%s; %d connections open)",
+                exhaustion_message("accepting connections"),
+                error.strerror,
+                len(self._tasks),
+            )
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -247,18 +272,38 @@ class _Activity:
     last: float
 
 
+@dataclass
+class FirstBytes:
+    """A relay direction must carry more than `skip` bytes within `seconds` of its start.
+
+    The splice uses it for bytes beyond the ClientHello (still unread when it starts): a
+    client that sent a ClientHello and then nothing holds a descriptor for no one.
+    """
+
+    skip: int
+    seconds: float
+
+
 async def _pump(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     activity: _Activity,
     idle_timeout: float,
+    first: FirstBytes | None = None,
 ) -> None:
     """Copy one direction until EOF, then half-close the far side where the transport can."""
     loop = asyncio.get_running_loop()
+    received = 0
+    first_deadline = None if first is None else loop.time() + first.seconds
+    first_seconds = 0.0 if first is None else first.seconds
     while True:
         remaining = idle_timeout - (loop.time() - activity.last)
         if remaining <= 0:
             raise Timeout(f"connection idle for {idle_timeout:g} s")
+        if first_deadline is not None:
+            remaining = min(remaining, first_deadline - loop.time())
+            if remaining <= 0:
+                raise Timeout(f"no bytes after the first {received} within {first_seconds:g} s")
         try:
             async with asyncio.timeout(remaining):
                 data = await reader.read(RELAY_CHUNK_SIZE)
@@ -266,6 +311,9 @@ async def _pump(
             continue  # the other direction may have been busy: re-check the shared clock
         if not data:
             break
+        received += len(data)
+        if first is not None and received > first.skip:
+            first_deadline = None
         activity.last = loop.time()
         writer.write(data)
         try:
@@ -289,20 +337,22 @@ async def relay(
     b_writer: asyncio.StreamWriter,
     *,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    a_first: FirstBytes | None = None,
 ) -> None:
     """Copy bytes both ways with backpressure until the sides end (or it idles); close both.
 
     Where a side cannot half-close (TLS), the first end of stream ends the whole relay.
+    `a_first` is a deadline for side a's first bytes.
     """
     activity = _Activity(asyncio.get_running_loop().time())
     try:
         async with asyncio.TaskGroup() as group:
-            group.create_task(_pump(a_reader, b_writer, activity, idle_timeout))
+            group.create_task(_pump(a_reader, b_writer, activity, idle_timeout, a_first))
             group.create_task(_pump(b_reader, a_writer, activity, idle_timeout))
     except* _HalfCloseImpossible:
         log.debug("relay ended: one side closed a stream that cannot half-close")
     except* (OSError, Timeout) as errors:
-        log.debug("relay ended: %s", errors.exceptions[0])
+        log.info("relay ended: %s", errors.exceptions[0])
     finally:
         for writer in (a_writer, b_writer):
             writer.close()
@@ -319,15 +369,32 @@ async def splice(
     *,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    first_bytes: FirstBytes | None = None,
+    alarm: DescriptorAlarm | None = None,
 ) -> None:
-    """Pass a routed connection through to host:port untouched (TLS stays end to end)."""
+    """Pass a routed connection through to host:port untouched (TLS stays end to end).
+
+    `first_bytes` bounds how long the client may wait before sending what follows its
+    ClientHello; `alarm` learns when the upstream could not be opened for lack of descriptors.
+    """
     client_reader, client_writer = await _streams_from_socket(sock, None, None, STREAM_LIMIT)
     try:
         async with asyncio.timeout(connect_timeout):
             upstream_reader, upstream_writer = await asyncio.open_connection(host, port)
     except (OSError, TimeoutError) as error:
         client_writer.close()
+        if is_exhaustion(error):
+            if alarm is not None:
+                alarm.record()
+            message = exhaustion_message(f"connecting to {host}:{port}")
+            log.error("%s", message)
+            raise UpstreamError(message) from None
         raise UpstreamError(f"cannot reach {host}:{port}: {error or 'timed out'}") from None
     await relay(
-        client_reader, client_writer, upstream_reader, upstream_writer, idle_timeout=idle_timeout
+        client_reader,
+        client_writer,
+        upstream_reader,
+        upstream_writer,
+        idle_timeout=idle_timeout,
+        a_first=first_bytes,
     )

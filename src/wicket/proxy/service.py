@@ -23,12 +23,23 @@ from cryptography import x509
 from wicket.api.client import AUTH_ALPN, AuthClient
 from wicket.authserver.api import host_certificate_for_self
 from wicket.authserver.cluster import ClusterAuthorities
-from wicket.errors import AccessDenied, WicketError
+from wicket.descriptors import DescriptorAlarm
+from wicket.errors import AccessDenied, Timeout, WicketError
 from wicket.identity import HostRole, IdentityKind, identity_from_certificate
 from wicket.pki.authority import verify_certificate
 from wicket.pki.keys import generate_private_key, private_key_pem
 from wicket.pki.pem import certificate_pem, load_certificate
-from wicket.proxy.router import STREAM_LIMIT, Router, accept_tls, splice
+from wicket.proxy.router import (
+    DEFAULT_FIRST_BYTES_TIMEOUT,
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_PEEK_TIMEOUT,
+    STREAM_LIMIT,
+    FirstBytes,
+    Router,
+    accept_tls,
+    splice,
+)
 from wicket.proxy.sessions import DatabaseSessions
 from wicket.proxy.web import ProxyWeb
 from wicket.tlsconfig import client_context, peer_certificate, server_context
@@ -89,6 +100,20 @@ class ProxyIdentity:
 
 
 @dataclass(frozen=True)
+class ProxyTimeouts:
+    """Deadlines of client connections, in seconds (`proxy_service.timeouts` in the config).
+
+    Every connection holds a descriptor; these keep one that does nothing from holding
+    it for long: seconds for what a working client does at once, minutes when idle.
+    """
+
+    client_hello: float = DEFAULT_PEEK_TIMEOUT
+    tls_handshake: float = DEFAULT_HANDSHAKE_TIMEOUT
+    first_request: float = DEFAULT_FIRST_BYTES_TIMEOUT
+    idle: float = DEFAULT_IDLE_TIMEOUT
+
+
+@dataclass(frozen=True)
 class ProxySettings:
     """What the proxy needs from the config."""
 
@@ -99,6 +124,7 @@ class ProxySettings:
     auth_port: int
     second_factor: str
     data_dir: Path | None = None
+    timeouts: ProxyTimeouts = ProxyTimeouts()
 
 
 def _has_route(cert: x509.Certificate | None) -> bool:
@@ -164,17 +190,50 @@ class _PendingConnection(asyncio.Protocol):
         return reader, asyncio.StreamWriter(self.transport, protocol, reader, loop)
 
 
-class _NotifyOnClose(asyncio.Protocol):
-    """Wraps a protocol (aiohttp's request handler) to learn when its connection ends."""
+class _WebConnection(asyncio.Protocol):
+    """Wraps aiohttp's request handler: learns when its connection ends, and closes it if
+    the first request's header is not complete within `first_request` seconds.
 
-    def __init__(self, inner: asyncio.Protocol, closed: asyncio.Event) -> None:
+    aiohttp itself only closes a connection that sends nothing after its keep-alive
+    timeout (minutes), and never one that dribbles a header byte by byte.
+    """
+
+    def __init__(self, inner: asyncio.Protocol, closed: asyncio.Event, first_request: float):
         self.inner = inner
         self.closed = closed
+        self.first_request = first_request
+        self.transport: asyncio.BaseTransport | None = None
+        self._tail = b""
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self.first_request, self._expired)
         self.inner.connection_made(transport)
 
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport is not None and not self.transport.is_closing():
+            peer = self.transport.get_extra_info("peername")
+            log.info(
+                "web connection from %s sent no whole request within %g s; closed",
+                peer,
+                self.first_request,
+            )
+            cast(asyncio.Transport, self.transport).abort()
+
+    def _watch_header(self, data: bytes) -> None:
+        if self._deadline is None:
+            return
+        seen = self._tail + data
+        if b"\r\n\r\n" in seen:
+            self._deadline.cancel()
+            self._deadline = None
+        self._tail = seen[-3:]
+
     def data_received(self, data: bytes) -> None:
+        self._watch_header(data)
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -187,6 +246,9 @@ class _NotifyOnClose(asyncio.Protocol):
         self.inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         try:
             self.inner.connection_lost(exc)
         finally:
@@ -207,7 +269,9 @@ class ProxyService:
             require_client_cert=False,
             alpn=[TUNNEL_ALPN, MONGODB_ALPN, "http/1.1"],
         )
-        self.tunnels = TunnelServer(authorize_agent=self._authorize_agent)
+        self.timeouts = settings.timeouts
+        self.alarm = DescriptorAlarm()
+        self.tunnels = TunnelServer(authorize_agent=self._authorize_agent, alarm=self.alarm)
         self.web = ProxyWeb(
             auth=auth,
             cluster_name=identity.cluster_name,
@@ -215,12 +279,19 @@ class ProxyService:
             second_factor=settings.second_factor,
             host_ca_pem=identity.host_ca_pem.decode(),
             data_dir=settings.data_dir,
+            body_timeout=self.timeouts.first_request,
         )
-        self._runner = web.AppRunner(self.web.application(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.web.application(),
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=self.timeouts.idle,
+        )
         self.sessions = DatabaseSessions(
             cluster_name=identity.cluster_name,
             user_ca=load_certificate(identity.user_ca_pem),
             tunnels=self.tunnels,
+            first_message_timeout=self.timeouts.first_request,
         )
         self.router = Router(
             {
@@ -229,6 +300,8 @@ class ProxyService:
                 MONGODB_ALPN: self._route_terminated,
             },
             self._route_terminated,
+            peek_timeout=self.timeouts.client_hello,
+            alarm=self.alarm,
         )
         self._listener: socket.socket | None = None
         self._serve_task: asyncio.Task[None] | None = None
@@ -276,10 +349,19 @@ class ProxyService:
         return identity.host_id
 
     async def _route_auth(self, sock: socket.socket, hello: ClientHello) -> None:
-        await splice(sock, self.settings.auth_host, self.settings.auth_port)
+        await splice(
+            sock,
+            self.settings.auth_host,
+            self.settings.auth_port,
+            idle_timeout=self.timeouts.idle,
+            first_bytes=FirstBytes(skip=hello.length, seconds=self.timeouts.first_request),
+            alarm=self.alarm,
+        )
 
     async def _route_tunnel(self, sock: socket.socket, hello: ClientHello) -> None:
-        reader, writer = await accept_tls(sock, self.tls)
+        reader, writer = await accept_tls(
+            sock, self.tls, handshake_timeout=self.timeouts.tls_handshake
+        )
         await self.tunnels.handle(reader, writer)
 
     async def _route_terminated(self, sock: socket.socket, hello: ClientHello) -> None:
@@ -287,9 +369,14 @@ class ProxyService:
         certificate with a database route) or the web side."""
         loop = asyncio.get_running_loop()
         pending = _PendingConnection()
-        transport, _ = await loop.connect_accepted_socket(
-            lambda: pending, sock=sock, ssl=self.tls, ssl_handshake_timeout=10.0
-        )
+        handshake = self.timeouts.tls_handshake
+        try:
+            async with asyncio.timeout(handshake + 1.0):
+                transport, _ = await loop.connect_accepted_socket(
+                    lambda: pending, sock=sock, ssl=self.tls, ssl_handshake_timeout=handshake
+                )
+        except TimeoutError:
+            raise Timeout(f"TLS handshake not done within {handshake:g} s") from None
         try:
             ssl_object = transport.get_extra_info("ssl_object")
             cert = peer_certificate(ssl_object) if ssl_object is not None else None
@@ -304,7 +391,7 @@ class ProxyService:
             if server is None:
                 return
             closed = asyncio.Event()
-            pending.hand_over(_NotifyOnClose(server(), closed))
+            pending.hand_over(_WebConnection(server(), closed, self.timeouts.first_request))
             await closed.wait()  # aiohttp owns the connection until it closes
         finally:
             transport.close()

@@ -21,7 +21,7 @@ from wicket.errors import AccessDenied, WicketError
 from wicket.identity import Identity, IdentityKind
 from wicket.pki.authority import verify_certificate
 from wicket.pki.pem import certificate_pem
-from wicket.proxy.router import relay
+from wicket.proxy.router import RELAY_CHUNK_SIZE, relay
 from wicket.tunnel.protocol import SessionHeader
 from wicket.tunnel.server import AgentTunnel, TunnelServer
 from wicket.wire.mongo import MessageFramer, decode_message, error_reply_for
@@ -46,12 +46,22 @@ def agents_serving(agents: Sequence[AgentTunnel], service: str) -> list[AgentTun
 
 
 async def refuse_first_message(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, message: str
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    message: str,
+    *,
+    initial: bytes = b"",
+    seconds: float = FIRST_MESSAGE_TIMEOUT,
 ) -> None:
-    """Answer the client's first message with a MongoDB error saying why, then close."""
+    """Answer the client's first message with a MongoDB error saying why, then close.
+
+    `initial` is what was already read of that message.
+    """
     framer = MessageFramer(FIRST_MESSAGE_LIMIT)
+    if initial:
+        framer.receive_data(initial)
     try:
-        async with asyncio.timeout(FIRST_MESSAGE_TIMEOUT):
+        async with asyncio.timeout(seconds):
             while (frame := framer.next_frame()) is None:
                 data = await reader.read(65536)
                 if not data:
@@ -74,10 +84,39 @@ async def refuse_first_message(
 class DatabaseSessions:
     """Starts users' database sessions on agents' tunnels."""
 
-    def __init__(self, *, cluster_name: str, user_ca: x509.Certificate, tunnels: TunnelServer):
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        user_ca: x509.Certificate,
+        tunnels: TunnelServer,
+        first_message_timeout: float = FIRST_MESSAGE_TIMEOUT,
+    ):
         self.cluster_name = cluster_name
         self.user_ca = user_ca
         self.tunnels = tunnels
+        self.first_message_timeout = first_message_timeout
+
+    async def _first_bytes(self, reader: asyncio.StreamReader, client_addr: str) -> bytes | None:
+        """The client's first bytes (MongoDB clients speak first), or None if none in time.
+
+        Waiting for them before taking a tunnel connection means a client that connects
+        and says nothing holds only its own descriptor, and only for seconds.
+        """
+        try:
+            async with asyncio.timeout(self.first_message_timeout):
+                data = await reader.read(RELAY_CHUNK_SIZE)
+        except TimeoutError:
+            log.info(
+                "database connection from %s sent nothing within %g s; closed",
+                client_addr,
+                self.first_message_timeout,
+            )
+            return None
+        except OSError as error:
+            log.info("database connection from %s failed: %s", client_addr, error)
+            return None
+        return data or None
 
     def verify(self, cert: x509.Certificate | None) -> Identity:
         """The user's identity, if the certificate is this cluster's and names a database."""
@@ -104,6 +143,10 @@ class DatabaseSessions:
         client_addr: str,
     ) -> None:
         """Run one user's session to its end."""
+        first = await self._first_bytes(reader, client_addr)
+        if first is None:
+            writer.close()
+            return
         try:
             identity = self.verify(cert)
             assert identity.route is not None and cert is not None
@@ -124,7 +167,9 @@ class DatabaseSessions:
             tunnel_reader, tunnel_writer = await self.tunnels.open_session(agent.agent_id, header)
         except WicketError as error:
             log.info("database session from %s refused: %s", client_addr, error)
-            await refuse_first_message(reader, writer, str(error))
+            await refuse_first_message(
+                reader, writer, str(error), initial=first, seconds=self.first_message_timeout
+            )
             return
         log.info(
             "session %s: %s -> %s on agent %s",
@@ -133,4 +178,5 @@ class DatabaseSessions:
             service,
             agent.agent_id,
         )
+        tunnel_writer.write(first)  # relay's backpressure applies from its first read on
         await relay(reader, writer, tunnel_reader, tunnel_writer, idle_timeout=SESSION_IDLE_TIMEOUT)

@@ -2,15 +2,20 @@
 
 It holds no state: logins and invites are forwarded to the auth service with the
 proxy's host identity; the password or invite token in the request is what
-authenticates the user there.
+authenticates the user there. Because that identity is the proxy's, no request value
+reaches an auth API path unchecked (`wicket.proxy.inputs`), and a web login carries
+the address of the client's socket for the audit log (`wicket.authserver.forwarded`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 import io
 import json
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +26,10 @@ from wicket import __version__
 from wicket.api.bodies import read_bounded
 from wicket.api.client import AuthClient
 from wicket.api.errors import error_body
-from wicket.errors import BadParameter, NotFound, UpstreamError, WicketError
+from wicket.authserver.forwarded import FORWARDED_FOR
+from wicket.descriptors import exhaustion_message, is_exhaustion
+from wicket.errors import BadParameter, NotFound, Timeout, UpstreamError, WicketError
+from wicket.proxy.inputs import auth_path, invite_token, login_body
 from wicket.proxy.install import (
     SAFE_WHEEL,
     WHEEL_NAME,
@@ -34,6 +42,7 @@ from wicket.proxy.install import (
 log = logging.getLogger("wicket.proxy")
 
 MAX_FORM_BYTES = 64 * 1024
+DEFAULT_BODY_TIMEOUT = 10.0
 MIN_CLIENT_VERSION = "0.1.0"
 
 PAGE = """<!doctype html>
@@ -65,6 +74,7 @@ class ProxyWeb:
         second_factor: str,
         host_ca_pem: str,
         data_dir: Path | None = None,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         self.auth = auth
         self.cluster_name = cluster_name
@@ -72,6 +82,7 @@ class ProxyWeb:
         self.second_factor = second_factor
         self.host_ca_pem = host_ca_pem
         self.data_dir = data_dir
+        self.body_timeout = body_timeout
 
     def application(self) -> web.Application:
         """The aiohttp application."""
@@ -92,12 +103,42 @@ class ProxyWeb:
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Errors as JSON for the API and as a page for `/web/...`; never a bare 500."""
         try:
             response: web.StreamResponse = await handler(request)
             return response
         except WicketError as error:
+            if _out_of_descriptors(error):
+                error = UpstreamError(exhaustion_message("connecting to the auth service"))
+                log.error("%s %s: %s", request.method, request.path, error)
             status, body = error_body(error)
-            return web.json_response(body, status=status)
+            message = str(error)
+        except web.HTTPException as error:
+            if error.status < 400:
+                raise
+            text = f"{request.method} {request.path}: {error.reason}"
+            known = NotFound(text) if error.status == 404 else BadParameter(text)
+            _, body = error_body(known)
+            status, message = error.status, text
+        except Exception:
+            log.exception("web request %s %s failed", request.method, request.path)
+            status, body = error_body(WicketError("internal error in the proxy; see its log"))
+            message = body["error"]["message"]
+        if request.path.startswith("/web/"):
+            title = "Page not found" if status == 404 else "Something went wrong"
+            return page(title, f'<p class="error">{html.escape(message)}</p>', status)
+        return web.json_response(body, status=status)
+
+    @contextlib.asynccontextmanager
+    async def _body_deadline(self) -> AsyncIterator[None]:
+        """A request body must arrive within `body_timeout` (no body dribbled for ever)."""
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                yield
+        except TimeoutError:
+            raise Timeout(
+                f"the request body did not arrive within {self.body_timeout:g} s"
+            ) from None
 
     def _find_document(self) -> dict[str, Any]:
         return {
@@ -126,17 +167,28 @@ class ProxyWeb:
 
     async def login(self, request: web.Request) -> web.Response:
         """Forward a login (user, password, otp, public key) to the auth service."""
-        body = await _json_body(request)
-        allowed = {"user", "password", "otp", "public_key_pem", "ttl_seconds"}
-        result = await self.auth.post("/v1/login", {k: v for k, v in body.items() if k in allowed})
+        async with self._body_deadline():
+            body = login_body(await _json_body(request))
+        # The auth service believes this header from proxies only (authserver.forwarded):
+        # it is the address of the socket this proxy accepted, never the client's own header.
+        client = request.remote
+        headers = {FORWARDED_FOR: client} if client else None
+        result = await self.auth.post("/v1/login", body, headers=headers)
         return web.json_response(result)
+
+    async def _invite(self, token: str) -> dict[str, Any]:
+        """The pending invite of a checked token, as the auth service describes it."""
+        info = await self.auth.get(auth_path("/v1/invites", token))
+        if not isinstance(info, dict):
+            raise UpstreamError("the auth service answered the invite lookup with no object")
+        return info
 
     async def invite_page(self, request: web.Request) -> web.Response:
         """The page where an invited user sets a password (and enrolls TOTP)."""
-        token = request.match_info["token"]
+        token = invite_token(request.match_info["token"])
         try:
-            info = await self.auth.get(f"/v1/invites/{token}")
-        except WicketError as error:
+            info = await self._invite(token)
+        except NotFound as error:
             return page("Invite not valid", f'<p class="error">{html.escape(str(error))}</p>', 404)
         return page("Set up your account", self._invite_form(info, None))
 
@@ -172,25 +224,29 @@ class ProxyWeb:
 
     async def invite_submit(self, request: web.Request) -> web.Response:
         """Complete the invite; show the next step or the form again with the error."""
-        token = request.match_info["token"]
-        form = await request.post()
+        token = invite_token(request.match_info["token"])
+        async with self._body_deadline():
+            form = await request.post()
         password = str(form.get("password", ""))
         confirm = str(form.get("confirm", ""))
         otp = form.get("otp")
         try:
-            info = await self.auth.get(f"/v1/invites/{token}")
-        except WicketError as error:
+            info = await self._invite(token)
+        except NotFound as error:
             return page("Invite not valid", f'<p class="error">{html.escape(str(error))}</p>', 404)
         if password != confirm:
             return page("Set up your account", self._invite_form(info, "Passwords do not match."))
         try:
             result = await self.auth.post(
-                f"/v1/invites/{token}",
+                auth_path("/v1/invites", token),
                 {"password": password, "otp": str(otp) if otp is not None else None},
             )
         except WicketError as error:
             return page("Set up your account", self._invite_form(info, str(error)), 400)
-        user = html.escape(str(result["user"]["name"]))
+        done_user = result.get("user") if isinstance(result, dict) else None
+        if not isinstance(done_user, dict) or not isinstance(done_user.get("name"), str):
+            raise UpstreamError("the auth service answered the invite with no user name")
+        user = html.escape(done_user["name"])
         command = f"wsh login --proxy={html.escape(self.public_addr)} --user={user}"
         return page(
             "Account ready",
@@ -224,6 +280,18 @@ class ProxyWeb:
         if not SAFE_WHEEL.match(name) or name != wheel.path.name:
             raise NotFound(f"no wheel named {name}; this proxy serves {wheel.path.name}")
         return web.FileResponse(wheel.path, headers={"Content-Type": "application/octet-stream"})
+
+
+def _out_of_descriptors(error: BaseException) -> bool:
+    """Whether an error was caused, anywhere down its chain, by running out of descriptors."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return False
+        if is_exhaustion(seen) or is_exhaustion(getattr(seen, "os_error", None)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

@@ -7,7 +7,9 @@ waiter is served first when several sessions wait), writes the session header on
 returns its streams: from then on it belongs to that one session, so a slow session only
 ever stalls itself. When the pool runs low the agent is asked for more over the control
 connection. Dead idle connections (closed by the agent, or found closed when taken) are
-discarded.
+discarded. When no connection arrives in time and the proxy has just failed to accept
+connections for lack of file descriptors (its `DescriptorAlarm`), the session is told that,
+not that the agent is missing.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wicket.descriptors import DescriptorAlarm, exhaustion_message
 from wicket.errors import (
     AccessDenied,
     RemoteProtocolError,
     Timeout,
+    UpstreamError,
     WicketError,
 )
 from wicket.tunnel.protocol import (
@@ -128,9 +132,11 @@ class TunnelServer:
         hello_timeout: float = 10.0,
         heartbeat_timeout: float = 60.0,
         write_timeout: float = 10.0,
+        alarm: DescriptorAlarm | None = None,
         logger: logging.Logger = log,
     ) -> None:
         self._authorize_agent = authorize_agent
+        self._alarm = alarm
         self._pool_wait_timeout = pool_wait_timeout
         self._hello_timeout = hello_timeout
         self._heartbeat_timeout = heartbeat_timeout
@@ -293,6 +299,13 @@ class TunnelServer:
         except TimeoutError:
             if waiter.done() and not waiter.cancelled():
                 return waiter.result()
+            if self._alarm is not None and self._alarm.recently_exhausted():
+                # The agent did dial: the proxy could not accept its connections.
+                message = exhaustion_message(
+                    f"accepting the tunnel connections of agent {pool.agent_id}"
+                )
+                self._log.error("%s", message)
+                raise UpstreamError(message) from None
             state = "connected" if pool.control is not None else "not connected"
             raise Timeout(
                 f"no tunnel connection from agent {pool.agent_id} within "

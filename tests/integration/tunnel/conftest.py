@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from tests.integration.tunnel.certs import Issued, TestCA, client_context, server_context
+from wicket.descriptors import DescriptorAlarm
 from wicket.errors import AccessDenied
 from wicket.proxy.router import Router, accept_tls
 from wicket.tunnel.server import TunnelServer
@@ -77,6 +78,7 @@ class Proxy:
     port: int = 0
     tunnel: TunnelServer = field(init=False)
     router: Router = field(init=False)
+    alarm: DescriptorAlarm = field(default_factory=DescriptorAlarm)
     _listener: socket.socket | None = None
     _task: asyncio.Task[None] | None = None
 
@@ -87,6 +89,7 @@ class Proxy:
             pool_wait_timeout=self.pool_wait_timeout,
             hello_timeout=2.0,
             heartbeat_timeout=3.0,
+            alarm=self.alarm,
         )
         context = server_context(self.pki.proxy, self.pki.ca, ["wicket-tunnel"])
 
@@ -97,7 +100,9 @@ class Proxy:
         async def refuse(sock: socket.socket, hello: ClientHello) -> None:
             return
 
-        self.router = Router({"wicket-tunnel": tunnel_route}, refuse, peek_timeout=5.0)
+        self.router = Router(
+            {"wicket-tunnel": tunnel_route}, refuse, peek_timeout=5.0, alarm=self.alarm
+        )
         self._listener = bind_listener(self.port)
         self.port = self._listener.getsockname()[1]
         self._task = asyncio.create_task(self.router.serve(self._listener))

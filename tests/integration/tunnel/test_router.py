@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration.tunnel.certs import client_context, server_context
 from tests.integration.tunnel.conftest import Pki, bind_listener
-from wicket.proxy.router import Handler, Router, accept_tls, splice
+from wicket.proxy.router import FirstBytes, Handler, Router, accept_tls, splice
 from wicket.wire.tls_hello import ClientHello
 
 ROUTES = ["wicket-tunnel", "wicket-mongodb", "wicket-auth"]
@@ -290,6 +290,38 @@ async def test_splice_half_close_and_unreachable_upstream(
     reader, writer = await raw_connection(proxy.port)
     writer.write(hello)
     await assert_closed(reader)
+    writer.close()
+    server.close()
+
+
+async def test_splice_first_bytes_deadline_counts_bytes_after_the_client_hello(
+    make_proxy: Callable[..., RoutedProxy], pki: Pki
+) -> None:
+    """The ClientHello alone does not meet the deadline; one more byte does, for good."""
+    server, upstream_port = await echo_server(None)
+
+    async def auth_route(sock: socket.socket, hello: ClientHello) -> None:
+        first = FirstBytes(skip=hello.length, seconds=0.5)
+        await splice(sock, "127.0.0.1", upstream_port, idle_timeout=10, first_bytes=first)
+
+    proxy = make_proxy(extra={"wicket-auth": auth_route})
+    hello = client_hello_bytes(pki, ["wicket-auth"])
+    silent_reader, silent_writer = await raw_connection(proxy.port)
+    silent_writer.write(hello)
+    started = time.monotonic()
+    async with asyncio.timeout(5):
+        assert await silent_reader.read() == hello  # echoed, then closed at the deadline
+    assert time.monotonic() - started >= 0.4
+    silent_writer.close()
+
+    reader, writer = await raw_connection(proxy.port)
+    writer.write(hello + b"x")
+    async with asyncio.timeout(5):
+        assert await reader.readexactly(len(hello) + 1) == hello + b"x"
+    await asyncio.sleep(1.0)  # past the deadline: the connection stays
+    writer.write(b"later")
+    async with asyncio.timeout(5):
+        assert await reader.readexactly(5) == b"later"
     writer.close()
     server.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import os
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,7 +14,7 @@ import pytest
 
 from tests.integration.tunnel.certs import Issued, client_context
 from tests.integration.tunnel.conftest import Pki, Proxy, agent_context_factory, wait_until
-from wicket.errors import LocalProtocolError, Timeout
+from wicket.errors import LocalProtocolError, Timeout, UpstreamError
 from wicket.identity import HostRole
 from wicket.tunnel.client import Backoff, TunnelClient, TunnelState
 from wicket.tunnel.protocol import SessionHeader, decode_message
@@ -212,6 +213,18 @@ async def test_agent_id_must_match_its_certificate(
 async def test_no_agent_times_out_with_a_clear_message(start_proxy: StartProxy) -> None:
     proxy = await start_proxy(pool_wait_timeout=0.3)
     with pytest.raises(Timeout, match="no tunnel connection from agent agent-1"):
+        await proxy.tunnel.open_session("agent-1", header("x"))
+
+
+async def test_no_connection_while_out_of_descriptors_says_so(start_proxy: StartProxy) -> None:
+    """When the proxy could not accept (EMFILE), the session is told that, not "no agent"."""
+    proxy = await start_proxy(pool_wait_timeout=0.3)
+    assert proxy.alarm.check(OSError(errno.EMFILE, "Too many open files"))
+    with pytest.raises(
+        UpstreamError,
+        match=r"the proxy has run out of file descriptors \(limit \d+\) while accepting "
+        r"the tunnel connections of agent agent-1",
+    ):
         await proxy.tunnel.open_session("agent-1", header("x"))
 
 

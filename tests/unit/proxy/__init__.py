@@ -1,0 +1,1 @@
+"""Tests of the proxy's pure parts (wicket.proxy)."""
