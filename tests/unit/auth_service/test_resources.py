@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tests.unit.auth_service.conftest import FakeClock
 
 from wicket.auth.databases import Database, DatabaseResource, DatabaseService
+from wicket.auth.locks import LockService
 from wicket.auth.passwords import Passwords
 from wicket.auth.resources import (
     ResourceKind,
@@ -79,6 +80,7 @@ def manager(
         users=UserService(backend, roles=roles, clock=clock, passwords=passwords),
         tokens=TokenService(backend, clock=clock),
         databases=DatabaseService(backend, clock=clock),
+        locks=LockService(backend, clock=clock),
     )
 
 
