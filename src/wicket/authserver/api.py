@@ -7,10 +7,9 @@ handler states who may call it; the domain services in `wicket.auth` do the work
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -19,7 +18,6 @@ from aiohttp import web
 from cryptography import x509
 
 from wicket import __version__
-from wicket.api.bodies import read_bounded
 from wicket.api.errors import error_body
 from wicket.audit.events import (
     ResourceAction,
@@ -32,13 +30,16 @@ from wicket.audit.writer import AuditWriter
 from wicket.auth.current import applying_locks, check_not_locked, current_identity
 from wicket.auth.databases import Database, DatabaseService, database_from_resource
 from wicket.auth.locks import Lock, Locked, LockService, first_matching
-from wicket.auth.resources import parse_resource
-from wicket.auth.roles import AccessChecker, Role, RoleService
+from wicket.auth.roles import AccessChecker, RoleService
 from wicket.auth.store import encode_time
 from wicket.auth.tokens import TokenService
 from wicket.auth.users import LoginFailed, LoginLocked, User, UserService
+from wicket.authserver.bodies import MAX_BODY_BYTES, read_json
+from wicket.authserver.bodies import strings as _strings
+from wicket.authserver.bodies import text as _text
 from wicket.authserver.cluster import ClusterAuthorities
-from wicket.authserver.paths import check_path_parameters
+from wicket.authserver.manage_api import ManagementAPI
+from wicket.authserver.paths import check_path_parameters, undeclared_parameters
 from wicket.errors import AccessDenied, BadParameter, NotFound, WicketError
 from wicket.identity import DatabaseRoute, HostRole, Identity, IdentityKind
 from wicket.pki.authority import verify_certificate
@@ -50,7 +51,7 @@ from wicket.tlsconfig import peer_certificate
 
 log = logging.getLogger("wicket.auth")
 
-MAX_BODY_BYTES = 1024 * 1024
+
 HOST_CERT_TTL = timedelta(days=365)
 IDENTITY = web.RequestKey("identity", object)
 CALLER = web.RequestKey("caller", object)
@@ -97,50 +98,6 @@ def _peer_identity(request: web.Request, cluster: ClusterAuthorities) -> Identit
     )
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object (bounded)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise BadParameter("request body is larger than 1 MiB")
-    raw = await read_bounded(request.content, MAX_BODY_BYTES)
-    if raw is None:
-        raise BadParameter("request body is larger than 1 MiB")
-    try:
-        data = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise BadParameter(f"request body is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BadParameter("request body must be a JSON object")
-    return data
-
-
-def _text(body: Mapping[str, Any], field: str, *, required: bool = True) -> str | None:
-    value = body.get(field)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        raise BadParameter(f'"{field}" must be a non-empty string')
-    return value
-
-
-def _strings(body: Mapping[str, Any], field: str) -> list[str]:
-    value = body.get(field, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadParameter(f'"{field}" must be a list of strings')
-    return value
-
-
-def _traits(body: Mapping[str, Any]) -> dict[str, list[str]]:
-    value = body.get("traits", {})
-    if not isinstance(value, dict):
-        raise BadParameter('"traits" must be an object of string lists')
-    traits: dict[str, list[str]] = {}
-    for name, values in value.items():
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise BadParameter(f'trait "{name}" must be a list of strings')
-        traits[str(name)] = values
-    return traits
-
-
 class AuthAPI:
     """Route handlers bound to the cluster's services."""
 
@@ -180,30 +137,15 @@ class AuthAPI:
             web.post("/v1/login", self.login),
             web.get("/v1/invites/{invite}", self.invite_info),
             web.post("/v1/invites/{invite}", self.invite_complete),
-            web.get("/v1/users", self.users_list),
-            web.post("/v1/users", self.users_create),
-            web.get("/v1/users/{user}", self.users_get),
-            web.put("/v1/users/{user}", self.users_update),
-            web.delete("/v1/users/{user}", self.users_delete),
-            web.post("/v1/users/{user}/reset", self.users_reset),
-            web.get("/v1/roles", self.roles_list),
-            web.get("/v1/roles/{role}", self.roles_get),
-            web.put("/v1/roles/{role}", self.roles_put),
-            web.delete("/v1/roles/{role}", self.roles_delete),
-            web.get("/v1/tokens", self.tokens_list),
-            web.post("/v1/tokens", self.tokens_create),
-            web.delete("/v1/tokens/{token_id}", self.tokens_delete),
+            *ManagementAPI(self).routes(),
             web.get("/v1/databases", self.databases_list),
-            web.get("/v1/databases/{db}", self.databases_get),
-            web.get("/v1/db_resources", self.db_resources),
-            web.put("/v1/databases/{db}", self.databases_put),
-            web.delete("/v1/databases/{db}", self.databases_delete),
             web.get("/v1/db_servers", self.db_servers),
             web.post("/v1/heartbeat", self.heartbeat),
             web.post("/v1/certs/database", self.database_certificate),
             web.post("/v1/certs/mongodb", self.mongodb_client_certificate),
         ]
         app.add_routes(routes)
+        app.on_startup.append(_check_route_parameters)
         return app
 
     @web.middleware
@@ -540,152 +482,6 @@ class AuthAPI:
         user = await self.users.complete_invite(request.match_info["invite"], password, otp)
         return web.json_response({"user": user.to_public_dict()})
 
-    # -- users --------------------------------------------------------------------------
-
-    async def users_list(self, request: web.Request) -> web.Response:
-        """All users."""
-        await self.require(request, "users", "list")
-        return web.json_response([u.to_public_dict() for u in await self.users.list()])
-
-    async def users_get(self, request: web.Request) -> web.Response:
-        """One user."""
-        await self.require(request, "users", "read")
-        user = await self.users.get(request.match_info["user"])
-        return web.json_response(user.to_public_dict())
-
-    async def users_create(self, request: web.Request) -> web.Response:
-        """A user without a password, and the invite URL to set one."""
-        await self.require(request, "users", "create")
-        body = await read_json(request)
-        name = _text(body, "name")
-        assert name is not None
-        user, invite = await self.users.create(
-            name, roles=_strings(body, "roles"), traits=_traits(body)
-        )
-        self.audit_change(
-            request, "user", ResourceAction.CREATED, user.name, roles=list(user.roles)
-        )
-        return web.json_response(
-            {
-                "user": user.to_public_dict(),
-                "invite_url": self.invite_url(invite.token),
-                "expires": encode_time(invite.expires),
-            }
-        )
-
-    async def users_update(self, request: web.Request) -> web.Response:
-        """Change a user's roles and/or traits."""
-        await self.require(request, "users", "update")
-        body = await read_json(request)
-        roles = _strings(body, "roles") if "roles" in body else None
-        traits = _traits(body) if "traits" in body else None
-        user = await self.users.update(request.match_info["user"], roles=roles, traits=traits)
-        self.audit_change(
-            request,
-            "user",
-            ResourceAction.UPDATED,
-            user.name,
-            roles=list(user.roles),
-            traits=sorted(user.traits),
-        )
-        return web.json_response(user.to_public_dict())
-
-    async def users_delete(self, request: web.Request) -> web.Response:
-        """Remove a user."""
-        await self.require(request, "users", "delete")
-        name = request.match_info["user"]
-        await self.users.delete(name)
-        self.audit_change(request, "user", ResourceAction.DELETED, name)
-        return web.json_response({"deleted": name})
-
-    async def users_reset(self, request: web.Request) -> web.Response:
-        """Clear a user's password and OTP; a new invite URL."""
-        await self.require(request, "users", "update")
-        invite = await self.users.reset(request.match_info["user"])
-        self.audit_change(request, "user", ResourceAction.RESET, invite.user)
-        return web.json_response(
-            {"invite_url": self.invite_url(invite.token), "expires": encode_time(invite.expires)}
-        )
-
-    # -- roles --------------------------------------------------------------------------
-
-    async def roles_list(self, request: web.Request) -> web.Response:
-        """All roles, built-in ones included."""
-        await self.require(request, "roles", "list")
-        return web.json_response([r.to_resource() for r in await self.roles.list()])
-
-    async def roles_get(self, request: web.Request) -> web.Response:
-        """One role (database agents read them to authorize sessions)."""
-        identity = self.identity(request)
-        if identity is None or identity.host_role is not HostRole.DB:
-            await self.require(request, "roles", "read")
-        return web.json_response((await self.roles.get(request.match_info["role"])).to_resource())
-
-    async def roles_put(self, request: web.Request) -> web.Response:
-        """Create or replace a role."""
-        await self.require(request, "roles", "update")
-        from_body = await read_json(request)
-        role = role_from_resource(from_body)
-        if role.name != request.match_info["role"]:
-            raise BadParameter("the role's metadata.name does not match the URL")
-        existed = await _exists(self.roles.get(role.name))
-        stored = await self.roles.upsert(role)
-        action = ResourceAction.UPDATED if existed else ResourceAction.CREATED
-        self.audit_change(request, "role", action, stored.name)
-        return web.json_response(stored.to_resource())
-
-    async def roles_delete(self, request: web.Request) -> web.Response:
-        """Remove a role (built-in roles cannot be removed)."""
-        await self.require(request, "roles", "delete")
-        name = request.match_info["role"]
-        await self.roles.delete(name)
-        self.audit_change(request, "role", ResourceAction.DELETED, name)
-        return web.json_response({"deleted": name})
-
-    # -- join tokens --------------------------------------------------------------------
-
-    async def tokens_list(self, request: web.Request) -> web.Response:
-        """Join tokens (ids and expiry only; values are never stored)."""
-        await self.require(request, "tokens", "list")
-        return web.json_response([t.to_public_dict() for t in await self.tokens.list()])
-
-    async def tokens_create(self, request: web.Request) -> web.Response:
-        """A new join token; its value is shown only in this answer."""
-        await self.require(request, "tokens", "create")
-        body = await read_json(request)
-        ttl_seconds = body.get("ttl_seconds", 1800)
-        if not isinstance(ttl_seconds, int) or isinstance(ttl_seconds, bool):
-            raise BadParameter('"ttl_seconds" must be an integer')
-        single_use = body.get("single_use", True)
-        if not isinstance(single_use, bool):
-            raise BadParameter('"single_use" must be true or false')
-        value = body.get("value")
-        if value is not None and not isinstance(value, str):
-            raise BadParameter('"value" must be a string')
-        token, info = await self.tokens.create(
-            str(_text(body, "type")),
-            timedelta(seconds=ttl_seconds),
-            single_use=single_use,
-            value=value,
-        )
-        self.audit_change(
-            request,
-            "token",
-            ResourceAction.CREATED,
-            info.id,
-            type=info.type.value,
-            single_use=info.single_use,
-            expires=encode_time(info.expires),
-        )
-        return web.json_response({"token": token, **info.to_public_dict()})
-
-    async def tokens_delete(self, request: web.Request) -> web.Response:
-        """Remove a join token by id (prefix) or value."""
-        await self.require(request, "tokens", "delete")
-        info = await self.tokens.delete(request.match_info["token_id"])
-        self.audit_change(request, "token", ResourceAction.DELETED, info.id)
-        return web.json_response({"deleted": info.id})
-
     # -- databases -----------------------------------------------------------------------
 
     async def databases_list(self, request: web.Request) -> web.Response:
@@ -715,36 +511,6 @@ class AuthAPI:
                 entry["allowed_db_names"] = checker.allowed_db_names(database.labels)
             seen[database.name] = entry
         return web.json_response(list(seen.values()))
-
-    async def db_resources(self, request: web.Request) -> web.Response:
-        """Dynamic database resources, served by an agent or not (`wctl get db`)."""
-        await self.require(request, "db", "list")
-        return web.json_response([d.to_resource() for d in await self.databases.list()])
-
-    async def databases_get(self, request: web.Request) -> web.Response:
-        """One dynamic database resource."""
-        await self.require(request, "db", "read")
-        return web.json_response((await self.databases.get(request.match_info["db"])).to_resource())
-
-    async def databases_put(self, request: web.Request) -> web.Response:
-        """Create or replace a dynamic database resource."""
-        await self.require(request, "db", "update")
-        database = database_from_resource(await read_json(request))
-        if database.name != request.match_info["db"]:
-            raise BadParameter("the database's name does not match the URL")
-        existed = await _exists(self.databases.get(database.name))
-        stored = await self.databases.upsert(database)
-        action = ResourceAction.UPDATED if existed else ResourceAction.CREATED
-        self.audit_change(request, "database", action, stored.name)
-        return web.json_response(stored.to_resource())
-
-    async def databases_delete(self, request: web.Request) -> web.Response:
-        """Remove a dynamic database resource."""
-        await self.require(request, "db", "delete")
-        name = request.match_info["db"]
-        await self.databases.delete(name)
-        self.audit_change(request, "database", ResourceAction.DELETED, name)
-        return web.json_response({"deleted": name})
 
     async def db_servers(self, request: web.Request) -> web.Response:
         """Which agents serve which databases (live heartbeats); for `wctl db ls` and proxies."""
@@ -889,21 +655,15 @@ class AuthAPI:
         return web.json_response({"expires": encode_time(expires), "dynamic_databases": dynamic})
 
 
-async def _exists(lookup: Awaitable[object]) -> bool:
-    """Whether a lookup finds something (NotFound: no)."""
-    try:
-        await lookup
-    except NotFound:
-        return False
-    return True
-
-
-def role_from_resource(data: Mapping[str, Any]) -> Role:
-    """Parse a role resource (YAML/JSON shape) with the domain's model."""
-    resource = parse_resource(dict(data))
-    if not isinstance(resource, Role):
-        raise BadParameter("expected a resource of kind role")
-    return resource
+async def _check_route_parameters(app: web.Application) -> None:
+    """Refuse to start with a route whose path parameter has no declared format."""
+    patterns = [str(item.get_info().get("formatter", "")) for item in app.router.resources()]
+    undeclared = undeclared_parameters(patterns)
+    if undeclared:
+        raise WicketError(
+            "auth API routes with path parameters of no known format (add them to "
+            f"wicket.authserver.paths.PATH_FORMATS): {', '.join(undeclared)}"
+        )
 
 
 def host_certificate_for_self(

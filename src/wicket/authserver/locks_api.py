@@ -24,7 +24,8 @@ from aiohttp import web
 
 from wicket.audit.events import ResourceAction, parse_time
 from wicket.auth.locks import Lock, LockService
-from wicket.authserver.api import AuthAPI, read_json
+from wicket.authserver.api import AuthAPI
+from wicket.authserver.bodies import read_json
 from wicket.errors import BadParameter
 from wicket.identity import HostRole, IdentityKind
 
