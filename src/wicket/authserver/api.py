@@ -51,7 +51,6 @@ from wicket.tlsconfig import peer_certificate
 
 log = logging.getLogger("wicket.auth")
 
-
 HOST_CERT_TTL = timedelta(days=365)
 IDENTITY = web.RequestKey("identity", object)
 CALLER = web.RequestKey("caller", object)
