@@ -55,6 +55,48 @@ class EventType(Enum):
     SESSION_END = "db.session.end"
     USER_LOGIN = "user.login"
     USER_LOCKED = "user.locked"
+    USER_CREATED = "user.created"
+    USER_UPDATED = "user.updated"
+    USER_DELETED = "user.deleted"
+    USER_RESET = "user.reset"
+    ROLE_CREATED = "role.created"
+    ROLE_UPDATED = "role.updated"
+    ROLE_DELETED = "role.deleted"
+    TOKEN_CREATED = "token.created"  # noqa: S105 - an event name, not a secret
+    TOKEN_DELETED = "token.deleted"  # noqa: S105 - an event name, not a secret
+    DATABASE_CREATED = "database.created"
+    DATABASE_UPDATED = "database.updated"
+    DATABASE_DELETED = "database.deleted"
+    LOCK_CREATED = "lock.created"
+    LOCK_DELETED = "lock.deleted"
+    CERT_ISSUED = "cert.issued"
+
+
+class ResourceAction(Enum):
+    """What an administrative event did to a resource."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    RESET = "reset"
+
+
+ADMIN_EVENTS: dict[tuple[str, ResourceAction], EventType] = {
+    ("user", ResourceAction.CREATED): EventType.USER_CREATED,
+    ("user", ResourceAction.UPDATED): EventType.USER_UPDATED,
+    ("user", ResourceAction.DELETED): EventType.USER_DELETED,
+    ("user", ResourceAction.RESET): EventType.USER_RESET,
+    ("role", ResourceAction.CREATED): EventType.ROLE_CREATED,
+    ("role", ResourceAction.UPDATED): EventType.ROLE_UPDATED,
+    ("role", ResourceAction.DELETED): EventType.ROLE_DELETED,
+    ("token", ResourceAction.CREATED): EventType.TOKEN_CREATED,
+    ("token", ResourceAction.DELETED): EventType.TOKEN_DELETED,
+    ("database", ResourceAction.CREATED): EventType.DATABASE_CREATED,
+    ("database", ResourceAction.UPDATED): EventType.DATABASE_UPDATED,
+    ("database", ResourceAction.DELETED): EventType.DATABASE_DELETED,
+    ("lock", ResourceAction.CREATED): EventType.LOCK_CREATED,
+    ("lock", ResourceAction.DELETED): EventType.LOCK_DELETED,
+}
 
 
 def format_time(moment: datetime) -> str:
@@ -309,6 +351,95 @@ def user_locked(
         client_addr=client_addr,
         server_id=server_id,
         details=MappingProxyType({"locked_until": format_time(locked_until), "failures": failures}),
+    )
+
+
+def _short(value: str | None) -> str | None:
+    return None if value is None else value[:MAX_TEXT]
+
+
+def resource_changed(
+    *,
+    cluster: str,
+    resource: str,
+    action: ResourceAction,
+    name: str,
+    actor: str,
+    actor_roles: Sequence[str] = (),
+    client_addr: str | None = None,
+    server_id: str | None = None,
+    changes: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> AuditEvent:
+    """`user.created`, `role.updated`, `lock.deleted`, ...: an administrator changed a resource.
+
+    `user`/`roles` are who did it; `resource` and `name` what was changed; `changes` the
+    non-secret facts of the change (roles given, token type, lock target and message).
+    Never pass a secret in `changes`: join token values and invite URLs stay out.
+    """
+    event_type = ADMIN_EVENTS.get((resource, action))
+    if event_type is None:
+        raise BadParameter(f"no audit event for {action.value} {resource}")
+    details: dict[str, Any] = {"resource": resource, "name": name[:MAX_TEXT]}
+    if changes:
+        details["changes"] = dict(changes)
+    return AuditEvent(
+        type=event_type,
+        time=now or _now(),
+        cluster=cluster,
+        user=_short(actor),
+        roles=tuple(actor_roles),
+        client_addr=client_addr,
+        server_id=server_id,
+        details=MappingProxyType(details),
+    )
+
+
+def cert_issued(
+    *,
+    cluster: str,
+    kind: str,
+    subject: str,
+    serial: int,
+    expires: datetime,
+    ttl: timedelta,
+    actor: str,
+    actor_roles: Sequence[str] = (),
+    db_service: str | None = None,
+    db_protocol: str | None = None,
+    db_user: str | None = None,
+    db_name: str | None = None,
+    client_addr: str | None = None,
+    server_id: str | None = None,
+    now: datetime | None = None,
+) -> AuditEvent:
+    """`cert.issued`: a certificate was issued (`kind`: user, database or mongodb).
+
+    `subject` is whom the certificate names, `user` who asked (the same for a login;
+    the agent for a MongoDB client certificate); the route is in the db_* fields.
+    The serial identifies the certificate; no key ever appears here.
+    """
+    return AuditEvent(
+        type=EventType.CERT_ISSUED,
+        time=now or _now(),
+        cluster=cluster,
+        user=_short(actor),
+        roles=tuple(actor_roles),
+        db_service=_short(db_service),
+        db_protocol=_short(db_protocol),
+        db_user=_short(db_user),
+        db_name=_short(db_name),
+        client_addr=client_addr,
+        server_id=server_id,
+        details=MappingProxyType(
+            {
+                "cert_kind": kind,
+                "subject": subject[:MAX_TEXT],
+                "serial": format(serial, "x"),
+                "expires": format_time(expires),
+                "ttl_seconds": int(ttl.total_seconds()),
+            }
+        ),
     )
 
 

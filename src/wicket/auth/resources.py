@@ -1,6 +1,6 @@
 """Auth service domain layer: YAML/JSON resources for `wctl get`, `wctl create` and `wctl rm`.
 
-Kinds `role`, `user`, `token` and `db`, one or several `---` documents (or a JSON
+Kinds `role`, `user`, `token`, `db` and `lock`, one or several `---` documents (or a JSON
 list, which is what `--format json` prints). Validation is strict: unknown fields,
 duplicate keys and wrong types are refused with the field path. `dump_resources`
 writes the same shape `parse_resources` reads.
@@ -25,6 +25,7 @@ from wicket.auth.databases import (
     database_from_resource,
 )
 from wicket.auth.invites import Invite
+from wicket.auth.locks import Lock, LockService
 from wicket.auth.roles import NAME_RE, Duration, Role, RoleService
 from wicket.auth.store import encode_time
 from wicket.auth.tokens import DEFAULT_TOKEN_TTL, TokenInfo, TokenService, TokenType
@@ -42,6 +43,7 @@ class ResourceKind(Enum):
     USER = "user"
     TOKEN = "token"  # noqa: S105 - a kind name, not a secret
     DB = "db"
+    LOCK = "lock"
 
 
 _ALIASES = {
@@ -55,6 +57,8 @@ _ALIASES = {
     "dbs": ResourceKind.DB,
     "database": ResourceKind.DB,
     "databases": ResourceKind.DB,
+    "lock": ResourceKind.LOCK,
+    "locks": ResourceKind.LOCK,
 }
 
 
@@ -161,13 +165,14 @@ class TokenResource(_Model):
         )
 
 
-Resource = Role | UserResource | TokenResource | DatabaseResource
+Resource = Role | UserResource | TokenResource | DatabaseResource | Lock
 
 _MODELS: dict[ResourceKind, type[BaseModel]] = {
     ResourceKind.ROLE: Role,
     ResourceKind.USER: UserResource,
     ResourceKind.TOKEN: TokenResource,
     ResourceKind.DB: DatabaseResource,
+    ResourceKind.LOCK: Lock,
 }
 
 
@@ -245,7 +250,7 @@ def parse_resource(data: object, *, where: str = "document 1") -> Resource:
         raise BadParameter(f"{label}: {_error_text(error)}") from None
     except BadParameter as error:
         raise BadParameter(f"{label}: {error}") from None
-    assert isinstance(resource, Role | UserResource | TokenResource | DatabaseResource)
+    assert isinstance(resource, Role | UserResource | TokenResource | DatabaseResource | Lock)
     return resource
 
 
@@ -271,7 +276,7 @@ def parse_resources(text: str, *, source: str = "input") -> list[Resource]:
 
 def resource_to_dict(resource: Resource) -> dict[str, Any]:
     """Plain data in the shape `parse_resource` reads back."""
-    if isinstance(resource, Role):
+    if isinstance(resource, Role | Lock):
         return resource.to_resource()
     if isinstance(resource, DatabaseResource):
         return resource.to_database().to_resource()
@@ -314,11 +319,13 @@ class ResourceManager:
         users: UserService,
         tokens: TokenService,
         databases: DatabaseService,
+        locks: LockService,
     ) -> None:
         self.roles = roles
         self.users = users
         self.tokens = tokens
         self.databases = databases
+        self.locks = locks
 
     async def get(self, kind: ResourceKind, name: str | None = None) -> list[Resource]:
         """One named resource, or all of a kind (tokens masked, users without secrets)."""
@@ -330,6 +337,8 @@ class ResourceManager:
         if kind is ResourceKind.TOKEN:
             infos = [await self.tokens.get(name)] if name else await self.tokens.list()
             return [TokenResource.from_info(info) for info in infos]
+        if kind is ResourceKind.LOCK:
+            return [await self.locks.get(name)] if name else list(await self.locks.list())
         return [
             DatabaseResource.model_validate(db.to_resource()) for db in await self._databases(name)
         ]
@@ -365,7 +374,22 @@ class ResourceManager:
             return Applied(kind, name, created=not existed)
         if isinstance(resource, UserResource):
             return await self._create_user(resource, overwrite=overwrite)
+        if isinstance(resource, Lock):
+            return await self._create_lock(resource)
         return await self._create_token(resource, overwrite=overwrite)
+
+    async def _create_lock(self, resource: Lock) -> Applied:
+        """A new lock from a resource's spec (its id is always chosen anew)."""
+        target = resource.target
+        lock = await self.locks.create(
+            user=target.user,
+            role=target.role,
+            db=target.db,
+            message=resource.spec.message,
+            expires=resource.spec.expires,
+            created_by=resource.spec.created_by,
+        )
+        return Applied(ResourceKind.LOCK, lock.id, created=True)
 
     @staticmethod
     async def _exists(lookup: Any) -> bool:
@@ -423,6 +447,8 @@ class ResourceManager:
             await self.users.delete(name)
         elif kind is ResourceKind.TOKEN:
             await self.tokens.delete(name)
+        elif kind is ResourceKind.LOCK:
+            await self.locks.delete(name)
         else:
             try:
                 await self.databases.delete(name)

@@ -31,7 +31,7 @@ from wicket.errors import AccessDenied, AlreadyExists, BadParameter, NotFound
 
 NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,63}$"
 NAME_RE = re.compile(NAME_PATTERN)
-RESOURCES = ("users", "roles", "tokens", "db", "events", "sessions")
+RESOURCES = ("users", "roles", "tokens", "db", "events", "sessions", "locks")
 VERBS = ("list", "read", "create", "update", "delete")
 MAX_LIST_ITEMS = 256
 MAX_VALUE_LENGTH = 256
@@ -221,11 +221,15 @@ BUILTIN_ROLES: dict[str, Role] = {
         ),
         Role(
             metadata=RoleMetadata(
-                name="editor", description="Manage users, roles, join tokens and databases"
+                name="editor", description="Manage users, roles, join tokens, databases and locks"
             ),
             spec=RoleSpec(
                 allow=RoleConditions(
-                    rules=(Rule(resources=("users", "roles", "tokens", "db"), verbs=_ALL_VERBS),)
+                    rules=(
+                        Rule(
+                            resources=("users", "roles", "tokens", "db", "locks"), verbs=_ALL_VERBS
+                        ),
+                    )
                 )
             ),
         ),

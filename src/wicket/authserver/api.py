@@ -7,29 +7,40 @@ handler states who may call it; the domain services in `wicket.auth` do the work
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from aiohttp import web
 from cryptography import x509
 
 from wicket import __version__
-from wicket.api.bodies import read_bounded
 from wicket.api.errors import error_body
-from wicket.audit.events import user_locked, user_login
+from wicket.audit.events import (
+    ResourceAction,
+    cert_issued,
+    resource_changed,
+    user_locked,
+    user_login,
+)
 from wicket.audit.writer import AuditWriter
+from wicket.auth.current import applying_locks, check_not_locked, current_identity
 from wicket.auth.databases import Database, DatabaseService, database_from_resource
 from wicket.auth.hosts import HostGrant, grant_for_join
-from wicket.auth.resources import parse_resource
-from wicket.auth.roles import AccessChecker, Role, RoleService
+from wicket.auth.locks import Lock, Locked, LockService, first_matching
+from wicket.auth.roles import AccessChecker, RoleService
 from wicket.auth.store import encode_time
 from wicket.auth.tokens import TokenInfo, TokenService
-from wicket.auth.users import LoginFailed, LoginLocked, UserService
+from wicket.auth.users import LoginFailed, LoginLocked, User, UserService
+from wicket.authserver.bodies import MAX_BODY_BYTES, read_json
+from wicket.authserver.bodies import strings as _strings
+from wicket.authserver.bodies import text as _text
 from wicket.authserver.cluster import ClusterAuthorities
 from wicket.authserver.forwarded import FORWARDED_FOR, client_address
+from wicket.authserver.manage_api import ManagementAPI
+from wicket.authserver.paths import check_path_parameters, undeclared_parameters
 from wicket.errors import AccessDenied, BadParameter, NotFound, WicketError
 from wicket.identity import DatabaseRoute, HostRole, Identity, IdentityKind
 from wicket.pki.authority import verify_certificate
@@ -41,12 +52,32 @@ from wicket.tlsconfig import peer_certificate
 
 log = logging.getLogger("wicket.auth")
 
-MAX_BODY_BYTES = 1024 * 1024
 HOST_CERT_TTL = timedelta(days=365)
 MAX_JOIN_NAMES = 64
 IDENTITY = web.RequestKey("identity", object)
+CALLER = web.RequestKey("caller", object)
+LOCK_EXEMPT = "_wicket_lock_exempt"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
+
+
+def lock_exempt(handler: H) -> H:
+    """Mark a handler a locked user may still call (only to learn why they are locked).
+
+    Every other handler refuses a user a lock stops before it runs (see `_middleware`).
+    """
+    setattr(handler, LOCK_EXEMPT, True)
+    return handler
+
+
+@dataclass(frozen=True)
+class CallerState:
+    """A user caller's current record and the locks in force, read once per request."""
+
+    user: User
+    locks: tuple[Lock, ...]
+    now: datetime
 
 
 def _peer_identity(request: web.Request, cluster: ClusterAuthorities) -> Identity | None:
@@ -68,50 +99,6 @@ def _peer_identity(request: web.Request, cluster: ClusterAuthorities) -> Identit
     )
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object (bounded)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise BadParameter("request body is larger than 1 MiB")
-    raw = await read_bounded(request.content, MAX_BODY_BYTES)
-    if raw is None:
-        raise BadParameter("request body is larger than 1 MiB")
-    try:
-        data = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise BadParameter(f"request body is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BadParameter("request body must be a JSON object")
-    return data
-
-
-def _text(body: Mapping[str, Any], field: str, *, required: bool = True) -> str | None:
-    value = body.get(field)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        raise BadParameter(f'"{field}" must be a non-empty string')
-    return value
-
-
-def _strings(body: Mapping[str, Any], field: str) -> list[str]:
-    value = body.get(field, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadParameter(f'"{field}" must be a list of strings')
-    return value
-
-
-def _traits(body: Mapping[str, Any]) -> dict[str, list[str]]:
-    value = body.get("traits", {})
-    if not isinstance(value, dict):
-        raise BadParameter('"traits" must be an object of string lists')
-    traits: dict[str, list[str]] = {}
-    for name, values in value.items():
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise BadParameter(f'trait "{name}" must be a list of strings')
-        traits[str(name)] = values
-    return traits
-
-
 class AuthAPI:
     """Route handlers bound to the cluster's services."""
 
@@ -123,6 +110,7 @@ class AuthAPI:
         roles: RoleService,
         tokens: TokenService,
         databases: DatabaseService,
+        locks: LockService,
         session_ttl: timedelta,
         proxy_public_addr: str | None,
         audit: AuditWriter,
@@ -132,6 +120,7 @@ class AuthAPI:
         self.roles = roles
         self.tokens = tokens
         self.databases = databases
+        self.locks = locks
         self.session_ttl = session_ttl
         self.proxy_public_addr = proxy_public_addr
         self.audit = audit
@@ -147,44 +136,105 @@ class AuthAPI:
             web.get("/v1/status", self.status),
             web.post("/v1/join", self.join),
             web.post("/v1/login", self.login),
-            web.get("/v1/invites/{token}", self.invite_info),
-            web.post("/v1/invites/{token}", self.invite_complete),
-            web.get("/v1/users", self.users_list),
-            web.post("/v1/users", self.users_create),
-            web.get("/v1/users/{name}", self.users_get),
-            web.put("/v1/users/{name}", self.users_update),
-            web.delete("/v1/users/{name}", self.users_delete),
-            web.post("/v1/users/{name}/reset", self.users_reset),
-            web.get("/v1/roles", self.roles_list),
-            web.get("/v1/roles/{name}", self.roles_get),
-            web.put("/v1/roles/{name}", self.roles_put),
-            web.delete("/v1/roles/{name}", self.roles_delete),
-            web.get("/v1/tokens", self.tokens_list),
-            web.post("/v1/tokens", self.tokens_create),
-            web.delete("/v1/tokens/{id}", self.tokens_delete),
+            web.get("/v1/invites/{invite}", self.invite_info),
+            web.post("/v1/invites/{invite}", self.invite_complete),
+            *ManagementAPI(self).routes(),
             web.get("/v1/databases", self.databases_list),
-            web.get("/v1/databases/{name}", self.databases_get),
-            web.get("/v1/db_resources", self.db_resources),
-            web.put("/v1/databases/{name}", self.databases_put),
-            web.delete("/v1/databases/{name}", self.databases_delete),
             web.get("/v1/db_servers", self.db_servers),
             web.post("/v1/heartbeat", self.heartbeat),
             web.post("/v1/certs/database", self.database_certificate),
             web.post("/v1/certs/mongodb", self.mongodb_client_certificate),
         ]
         app.add_routes(routes)
+        app.on_startup.append(_check_route_parameters)
         return app
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Check path parameters, then resolve the caller from the certificate *and* now.
+
+        For a user certificate the caller's roles and traits come from the user's
+        current record (`wicket.auth.current`); a deleted user is refused here, and so
+        is a locked one, except on the handlers marked `lock_exempt`.
+        """
         try:
-            request[IDENTITY] = _peer_identity(request, self.cluster)
+            check_path_parameters(request.match_info)
+            identity = _peer_identity(request, self.cluster)
+            if identity is not None and identity.kind is IdentityKind.USER:
+                route_handler = request.match_info.handler
+                identity = await self._current_caller(
+                    request, identity, enforce_locks=not getattr(route_handler, LOCK_EXEMPT, False)
+                )
+            request[IDENTITY] = identity
             return await handler(request)
         except WicketError as error:
             status, body = error_body(error)
             if status >= 500:
                 log.error("%s %s: %s", request.method, request.path, error)
             return web.json_response(body, status=status)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as error:
+            kind = "not_found" if error.status == 404 else "bad_parameter"
+            message = (
+                f"no such API path {request.path[:128]!r}"
+                if error.status == 404
+                else f"{request.method} is not allowed on {request.path[:128]!r}"
+            )
+            return web.json_response(
+                {"error": {"kind": kind, "message": message}}, status=error.status
+            )
+
+    async def _current_caller(
+        self, request: web.Request, certified: Identity, *, enforce_locks: bool
+    ) -> Identity:
+        """The user caller as of now: one user read and one locks list (see `CallerState`)."""
+        try:
+            user: User | None = await self.users.get(certified.name)
+        except NotFound:
+            user = None
+        identity = current_identity(certified, user)
+        assert user is not None
+        now = self.locks.clock()
+        locks = tuple(await self.locks.list())
+        if enforce_locks:
+            check_not_locked(locks, user=user, now=now)
+        request[CALLER] = CallerState(user=user, locks=locks, now=now)
+        return identity
+
+    @staticmethod
+    def caller_state(request: web.Request) -> CallerState:
+        """The user caller's current record and locks (only for user callers)."""
+        value = request.get(CALLER)
+        if not isinstance(value, CallerState):
+            raise AccessDenied("this call needs a user certificate: log in first (wsh login)")
+        return value
+
+    @staticmethod
+    def client_addr(request: web.Request) -> str | None:
+        """The address the request came from (for audit events)."""
+        return request.remote
+
+    def audit_change(
+        self,
+        request: web.Request,
+        resource: str,
+        action: ResourceAction,
+        name: str,
+        **changes: Any,
+    ) -> None:
+        """Emit the administrative event for a change the caller just made."""
+        actor = self.identity(request)
+        self.audit.emit(
+            resource_changed(
+                cluster=self.cluster.name,
+                resource=resource,
+                action=action,
+                name=name,
+                actor=actor.name if actor is not None else "anonymous",
+                actor_roles=actor.roles if actor is not None else (),
+                client_addr=self.client_addr(request),
+                changes={key: value for key, value in changes.items() if value is not None},
+            )
+        )
 
     @staticmethod
     def identity(request: web.Request) -> Identity | None:
@@ -237,11 +287,25 @@ class AuthAPI:
             }
         )
 
+    @lock_exempt
     async def status(self, request: web.Request) -> web.Response:
-        """`wctl status`: cluster, version, CA pins."""
-        self.require_user(request)
+        """`wctl status` / `wsh status`: cluster, version, CA pins; a user's locks, if any.
+
+        A locked user may call this (and only this), to learn which locks stop them.
+        """
+        identity = self.require_user(request)
+        extra: dict[str, Any] = {}
+        if identity.kind is IdentityKind.USER:
+            state = self.caller_state(request)
+            locks = applying_locks(state.locks, user=state.user, now=state.now)
+            extra = {
+                "user": state.user.name,
+                "roles": list(identity.roles),
+                "locks": [{**lock.to_resource(), "refusal": lock.refusal()} for lock in locks],
+            }
         return web.json_response(
             {
+                **extra,
                 "cluster_name": self.cluster.name,
                 "server_version": __version__,
                 "ca_pins": {
@@ -372,6 +436,23 @@ class AuthAPI:
                     )
                 )
             raise
+        lock = first_matching(
+            await self.locks.list(), user=user.name, roles=user.roles, now=self.locks.clock()
+        )
+        if lock is not None:
+            refused = Locked(lock)
+            log.warning("login of %r refused: %s", name, refused)
+            self.audit.emit(
+                user_login(
+                    cluster=self.cluster.name,
+                    user=user.name,
+                    success=False,
+                    error=refused,
+                    roles=user.roles,
+                    client_addr=client,
+                )
+            )
+            raise refused
         self.audit.emit(
             user_login(
                 cluster=self.cluster.name,
@@ -397,6 +478,19 @@ class AuthAPI:
             traits=user.traits,
         )
         cert = self.cluster.user.issue(public_key, identity, ttl=ttl, client=True)
+        self.audit.emit(
+            cert_issued(
+                cluster=self.cluster.name,
+                kind="user",
+                subject=user.name,
+                serial=cert.serial_number,
+                expires=cert.not_valid_after_utc,
+                ttl=ttl,
+                actor=user.name,
+                actor_roles=user.roles,
+                client_addr=client,
+            )
+        )
         log.info("user %s logged in (certificate valid %s)", user.name, ttl)
         return web.json_response(
             {
@@ -409,7 +503,7 @@ class AuthAPI:
 
     async def invite_info(self, request: web.Request) -> web.Response:
         """What the invite page shows (the token in the URL is the credential)."""
-        info = await self.users.lookup_invite(request.match_info["token"])
+        info = await self.users.lookup_invite(request.match_info["invite"])
         return web.json_response(
             {
                 "user": info.user,
@@ -429,125 +523,8 @@ class AuthAPI:
             raise BadParameter('"password" must be a string')
         if otp is not None and not isinstance(otp, str):
             raise BadParameter('"otp" must be a string')
-        user = await self.users.complete_invite(request.match_info["token"], password, otp)
+        user = await self.users.complete_invite(request.match_info["invite"], password, otp)
         return web.json_response({"user": user.to_public_dict()})
-
-    # -- users --------------------------------------------------------------------------
-
-    async def users_list(self, request: web.Request) -> web.Response:
-        """All users."""
-        await self.require(request, "users", "list")
-        return web.json_response([u.to_public_dict() for u in await self.users.list()])
-
-    async def users_get(self, request: web.Request) -> web.Response:
-        """One user."""
-        await self.require(request, "users", "read")
-        user = await self.users.get(request.match_info["name"])
-        return web.json_response(user.to_public_dict())
-
-    async def users_create(self, request: web.Request) -> web.Response:
-        """A user without a password, and the invite URL to set one."""
-        await self.require(request, "users", "create")
-        body = await read_json(request)
-        name = _text(body, "name")
-        assert name is not None
-        user, invite = await self.users.create(
-            name, roles=_strings(body, "roles"), traits=_traits(body)
-        )
-        return web.json_response(
-            {
-                "user": user.to_public_dict(),
-                "invite_url": self.invite_url(invite.token),
-                "expires": encode_time(invite.expires),
-            }
-        )
-
-    async def users_update(self, request: web.Request) -> web.Response:
-        """Change a user's roles and/or traits."""
-        await self.require(request, "users", "update")
-        body = await read_json(request)
-        roles = _strings(body, "roles") if "roles" in body else None
-        traits = _traits(body) if "traits" in body else None
-        user = await self.users.update(request.match_info["name"], roles=roles, traits=traits)
-        return web.json_response(user.to_public_dict())
-
-    async def users_delete(self, request: web.Request) -> web.Response:
-        """Remove a user."""
-        await self.require(request, "users", "delete")
-        await self.users.delete(request.match_info["name"])
-        return web.json_response({"deleted": request.match_info["name"]})
-
-    async def users_reset(self, request: web.Request) -> web.Response:
-        """Clear a user's password and OTP; a new invite URL."""
-        await self.require(request, "users", "update")
-        invite = await self.users.reset(request.match_info["name"])
-        return web.json_response(
-            {"invite_url": self.invite_url(invite.token), "expires": encode_time(invite.expires)}
-        )
-
-    # -- roles --------------------------------------------------------------------------
-
-    async def roles_list(self, request: web.Request) -> web.Response:
-        """All roles, built-in ones included."""
-        await self.require(request, "roles", "list")
-        return web.json_response([r.to_resource() for r in await self.roles.list()])
-
-    async def roles_get(self, request: web.Request) -> web.Response:
-        """One role (database agents read them to authorize sessions)."""
-        identity = self.identity(request)
-        if identity is None or identity.host_role is not HostRole.DB:
-            await self.require(request, "roles", "read")
-        return web.json_response((await self.roles.get(request.match_info["name"])).to_resource())
-
-    async def roles_put(self, request: web.Request) -> web.Response:
-        """Create or replace a role."""
-        await self.require(request, "roles", "update")
-        from_body = await read_json(request)
-        role = role_from_resource(from_body)
-        if role.name != request.match_info["name"]:
-            raise BadParameter("the role's metadata.name does not match the URL")
-        return web.json_response((await self.roles.upsert(role)).to_resource())
-
-    async def roles_delete(self, request: web.Request) -> web.Response:
-        """Remove a role (built-in roles cannot be removed)."""
-        await self.require(request, "roles", "delete")
-        await self.roles.delete(request.match_info["name"])
-        return web.json_response({"deleted": request.match_info["name"]})
-
-    # -- join tokens --------------------------------------------------------------------
-
-    async def tokens_list(self, request: web.Request) -> web.Response:
-        """Join tokens (ids and expiry only; values are never stored)."""
-        await self.require(request, "tokens", "list")
-        return web.json_response([t.to_public_dict() for t in await self.tokens.list()])
-
-    async def tokens_create(self, request: web.Request) -> web.Response:
-        """A new join token; its value is shown only in this answer."""
-        await self.require(request, "tokens", "create")
-        body = await read_json(request)
-        ttl_seconds = body.get("ttl_seconds", 1800)
-        if not isinstance(ttl_seconds, int) or isinstance(ttl_seconds, bool):
-            raise BadParameter('"ttl_seconds" must be an integer')
-        single_use = body.get("single_use", True)
-        if not isinstance(single_use, bool):
-            raise BadParameter('"single_use" must be true or false')
-        value = body.get("value")
-        if value is not None and not isinstance(value, str):
-            raise BadParameter('"value" must be a string')
-        token, info = await self.tokens.create(
-            str(_text(body, "type")),
-            timedelta(seconds=ttl_seconds),
-            single_use=single_use,
-            value=value,
-            names=_strings(body, "names"),
-        )
-        return web.json_response({"token": token, **info.to_public_dict()})
-
-    async def tokens_delete(self, request: web.Request) -> web.Response:
-        """Remove a join token by id (prefix) or value."""
-        await self.require(request, "tokens", "delete")
-        info = await self.tokens.delete(request.match_info["id"])
-        return web.json_response({"deleted": info.id})
 
     # -- databases -----------------------------------------------------------------------
 
@@ -579,32 +556,6 @@ class AuthAPI:
             seen[database.name] = entry
         return web.json_response(list(seen.values()))
 
-    async def db_resources(self, request: web.Request) -> web.Response:
-        """Dynamic database resources, served by an agent or not (`wctl get db`)."""
-        await self.require(request, "db", "list")
-        return web.json_response([d.to_resource() for d in await self.databases.list()])
-
-    async def databases_get(self, request: web.Request) -> web.Response:
-        """One dynamic database resource."""
-        await self.require(request, "db", "read")
-        return web.json_response(
-            (await self.databases.get(request.match_info["name"])).to_resource()
-        )
-
-    async def databases_put(self, request: web.Request) -> web.Response:
-        """Create or replace a dynamic database resource."""
-        await self.require(request, "db", "update")
-        database = database_from_resource(await read_json(request))
-        if database.name != request.match_info["name"]:
-            raise BadParameter("the database's name does not match the URL")
-        return web.json_response((await self.databases.upsert(database)).to_resource())
-
-    async def databases_delete(self, request: web.Request) -> web.Response:
-        """Remove a dynamic database resource."""
-        await self.require(request, "db", "delete")
-        await self.databases.delete(request.match_info["name"])
-        return web.json_response({"deleted": request.match_info["name"]})
-
     async def db_servers(self, request: web.Request) -> web.Response:
         """Which agents serve which databases (live heartbeats); for `wctl db ls` and proxies."""
         identity = self.identity(request)
@@ -624,6 +575,8 @@ class AuthAPI:
         db_name = _text(body, "db_name", required=False)
         public_key = load_public_key(str(_text(body, "public_key_pem")).encode())
         database = await self._find_database(service)
+        state = self.caller_state(request)
+        check_not_locked(state.locks, user=state.user, now=state.now, database=database.name)
         checker = await AccessChecker.for_identity(self.roles, identity.roles, identity.traits)
         decision = checker.check_database(database.labels)
         if not decision.allowed:
@@ -643,8 +596,27 @@ class AuthAPI:
         remaining = (identity.expires - now) if identity.expires else self.session_ttl
         if remaining <= timedelta(0):
             raise AccessDenied("your session expired: run wsh login")
-        cert = self.cluster.user.issue(
-            public_key, identity.with_route(route), ttl=min(remaining, self.session_ttl)
+        ttl = min(remaining, self.session_ttl)
+        role_cap = checker.max_session_ttl()
+        if role_cap is not None:
+            ttl = min(ttl, role_cap)
+        cert = self.cluster.user.issue(public_key, identity.with_route(route), ttl=ttl)
+        self.audit.emit(
+            cert_issued(
+                cluster=self.cluster.name,
+                kind="database",
+                subject=identity.name,
+                serial=cert.serial_number,
+                expires=cert.not_valid_after_utc,
+                ttl=ttl,
+                actor=identity.name,
+                actor_roles=identity.roles,
+                db_service=route.service,
+                db_protocol=route.protocol,
+                db_user=route.db_user,
+                db_name=route.db_name,
+                client_addr=self.client_addr(request),
+            )
         )
         return web.json_response(
             {
@@ -677,6 +649,20 @@ class AuthAPI:
             ttl=timedelta(seconds=ttl_seconds),
             client=True,
             subject=mongodb_subject(db_user),
+        )
+        self.audit.emit(
+            cert_issued(
+                cluster=self.cluster.name,
+                kind="mongodb",
+                subject=db_user,
+                serial=cert.serial_number,
+                expires=cert.not_valid_after_utc,
+                ttl=timedelta(seconds=ttl_seconds),
+                actor=identity.name,
+                db_user=db_user,
+                client_addr=self.client_addr(request),
+                server_id=identity.host_id,
+            )
         )
         return web.json_response(
             {
@@ -713,12 +699,15 @@ class AuthAPI:
         return web.json_response({"expires": encode_time(expires), "dynamic_databases": dynamic})
 
 
-def role_from_resource(data: Mapping[str, Any]) -> Role:
-    """Parse a role resource (YAML/JSON shape) with the domain's model."""
-    resource = parse_resource(dict(data))
-    if not isinstance(resource, Role):
-        raise BadParameter("expected a resource of kind role")
-    return resource
+async def _check_route_parameters(app: web.Application) -> None:
+    """Refuse to start with a route whose path parameter has no declared format."""
+    patterns = [str(item.get_info().get("formatter", "")) for item in app.router.resources()]
+    undeclared = undeclared_parameters(patterns)
+    if undeclared:
+        raise WicketError(
+            "auth API routes with path parameters of no known format (add them to "
+            f"wicket.authserver.paths.PATH_FORMATS): {', '.join(undeclared)}"
+        )
 
 
 def host_certificate_for_self(

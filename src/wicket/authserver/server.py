@@ -22,12 +22,14 @@ from wicket.audit.writer import AuditWriter, spool_directory
 from wicket.auth.databases import DatabaseService
 from wicket.auth.events_legacy import import_kv_events
 from wicket.auth.events_sqlite import SQLiteEventStore, events_file
+from wicket.auth.locks import LockService
 from wicket.auth.roles import RoleService
 from wicket.auth.tokens import TokenService
 from wicket.auth.users import SecondFactor, UserService
 from wicket.authserver.api import AuthAPI, host_certificate_for_self
 from wicket.authserver.cluster import ClusterAuthorities, load_or_create
 from wicket.authserver.events_api import add_event_routes, events_log_path
+from wicket.authserver.locks_api import add_lock_routes
 from wicket.backend.base import Backend
 from wicket.identity import HostRole, Identity, IdentityKind
 from wicket.pki.keys import generate_private_key, private_key_pem, write_private_file
@@ -128,6 +130,7 @@ class AuthServer:
             roles=roles,
             tokens=TokenService(backend),
             databases=DatabaseService(backend),
+            locks=LockService(backend),
             session_ttl=settings.session_ttl,
             proxy_public_addr=settings.proxy_public_addr,
             audit=AuditWriter(
@@ -155,6 +158,7 @@ class AuthServer:
         )
         app = api.application()
         add_event_routes(app, api, events, jsonl_path=events_log_path(settings.data_dir))
+        add_lock_routes(app, api)
         runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=5, keepalive_timeout=120
         )

@@ -19,7 +19,9 @@ import click
 
 from wicket import __version__
 from wicket.api.client import AuthClient
+from wicket.audit.events import parse_time as parse_event_time
 from wicket.auth.durations import format_duration, parse_duration
+from wicket.auth.locks import Lock
 from wicket.auth.resources import (
     ResourceKind,
     TokenResource,
@@ -460,6 +462,10 @@ async def _get(client: AuthClient, kind: ResourceKind, name: str | None) -> list
         if name:
             return [_user_resource(await client.get(f"/v1/users/{_segment(name)}"))]
         return [_user_resource(u) for u in await client.get("/v1/users")]
+    if kind is ResourceKind.LOCK:
+        if name:
+            return [await client.get(f"/v1/locks/{_segment(name)}")]
+        return list(await client.get("/v1/locks"))
     if kind is ResourceKind.TOKEN:
         found = [_token_resource(t) for t in await client.get("/v1/tokens")]
         if name:
@@ -486,7 +492,7 @@ async def _get(client: AuthClient, kind: ResourceKind, name: str | None) -> list
 @_format_option("yaml", ("yaml", "json"))
 @pass_session
 def get(s: Session, reference: str, output: str) -> None:
-    """Print resources (role, user, token, db) as YAML or JSON."""
+    """Print resources (role, user, token, db, lock) as YAML or JSON."""
     kind, name = parse_reference(reference)
     found = s.call(lambda client: _get(client, kind, name))
     click.echo(render(found, OutputFormat(output)), nl=False)
@@ -540,6 +546,9 @@ async def _create_one(client: AuthClient, resource: Any, overwrite: bool) -> str
                 "use wctl tokens add instead"
             )
         return f'token "{answer["id"]}" has been created\n'
+    if isinstance(resource, Lock):
+        answer = await client.post("/v1/locks", {"spec": data["spec"]})
+        return f'lock "{answer["metadata"]["name"]}" has been created\n'
     if isinstance(resource, Role):
         path = f"/v1/roles/{_segment(name)}"
     else:
@@ -573,7 +582,7 @@ def create(s: Session, file: Any, force: bool) -> None:
 @click.argument("reference", metavar="KIND/NAME")
 @pass_session
 def rm(s: Session, reference: str) -> None:
-    """Delete a resource (role, user, token, db)."""
+    """Delete a resource (role, user, token, db, lock)."""
     kind, name = parse_reference(reference)
     if name is None:
         raise click.BadParameter("give KIND/NAME, e.g. role/docdb-dev", param_hint="KIND/NAME")
@@ -582,9 +591,89 @@ def rm(s: Session, reference: str) -> None:
         ResourceKind.USER: "/v1/users/",
         ResourceKind.TOKEN: "/v1/tokens/",
         ResourceKind.DB: "/v1/databases/",
+        ResourceKind.LOCK: "/v1/locks/",
     }
     s.call(lambda client: client.delete(paths[kind] + _segment(name)))
     click.echo(f'{kind.value} "{name}" has been deleted')
+
+
+# -- locks ---------------------------------------------------------------------------------
+
+
+@cli.command("lock")
+@click.option("--user", "user", help="Lock this user.")
+@click.option("--role", "role", help="Lock every user holding this role.")
+@click.option("--db", "database", help="Lock access to this database.")
+@click.option("--message", default="", help="Why (shown to whoever the lock stops).")
+@click.option("--ttl", help="Lift the lock after this long (e.g. 1h, 30m).")
+@click.option("--expires", help="Lift the lock at this time (RFC 3339, e.g. 2026-12-24T08:00:00Z).")
+@pass_session
+def lock(
+    s: Session,
+    user: str | None,
+    role: str | None,
+    database: str | None,
+    message: str,
+    ttl: str | None,
+    expires: str | None,
+) -> None:
+    """Lock a user, a role or a database now: no login, certificate or session; prints its id.
+
+    Open sessions the lock matches are ended. `wctl rm lock/ID` lifts it.
+    """
+    targets = {"user": user, "role": role, "db": database}
+    given = {field: value for field, value in targets.items() if value}
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --user, --role, --db")
+    if ttl is not None and expires is not None:
+        raise click.UsageError("give --ttl or --expires, not both")
+    body: dict[str, Any] = {**given, "message": message}
+    if ttl is not None:
+        try:
+            lifetime = parse_duration(ttl)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--ttl") from None
+        if lifetime < timedelta(seconds=1):
+            raise click.BadParameter("must be at least 1s", param_hint="--ttl")
+        body["ttl_seconds"] = int(lifetime.total_seconds())
+    if expires is not None:
+        try:
+            moment = parse_event_time(expires)
+        except WicketError as exc:
+            raise click.BadParameter(str(exc), param_hint="--expires") from None
+        body["expires"] = moment.isoformat().replace("+00:00", "Z")
+    answer = s.call(lambda client: client.post("/v1/locks", body))
+    click.echo(answer["metadata"]["name"])
+
+
+@cli.group(cls=WctlGroup)
+def locks() -> None:
+    """Locks in force (`wctl lock` adds one, `wctl rm lock/ID` lifts it)."""
+
+
+@locks.command("ls")
+@_format_option("text", ("text", "json", "yaml"))
+@pass_session
+def locks_ls(s: Session, output: str) -> None:
+    """List the locks in force."""
+    answer: list[dict[str, Any]] = s.call(lambda client: client.get("/v1/locks"))
+    if output != "text":
+        click.echo(render(answer, OutputFormat(output)), nl=False)
+        return
+    rows = []
+    for item in answer:
+        spec = item.get("spec", {})
+        target = ", ".join(f"{k}={v}" for k, v in spec.get("target", {}).items())
+        rows.append(
+            (
+                item["metadata"]["name"],
+                target,
+                spec.get("message", ""),
+                spec.get("expires", "never"),
+                spec.get("created_by", ""),
+            )
+        )
+    click.echo(render_table(("ID", "Target", "Message", "Expires", "Created By"), rows), nl=False)
 
 
 # -- databases -----------------------------------------------------------------------------

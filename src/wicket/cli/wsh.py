@@ -22,7 +22,7 @@ from wicket.api.client import AUTH_ALPN, AuthClient
 from wicket.auth.durations import parse_duration
 from wicket.cli.wsh_db import register as register_db_commands
 from wicket.client.cli_support import ErrorReportingGroup, run
-from wicket.client.dbprofile import DatabaseLogins
+from wicket.client.dbprofile import DatabaseLogins, refresh_database_logins
 from wicket.client.identity_files import identity_from_profile
 from wicket.client.output import (
     OutputFormat,
@@ -262,20 +262,56 @@ def login(
         cluster=issued,
         remember_pin=not insecure,
     )
+    # Database certificates of the previous login carry its rights: renew or drop them.
+    for refreshed in run(refresh_database_logins(profile)):
+        click.echo(refreshed.notice(), err=True)
     click.echo(status_block(profile), nl=False)
+
+
+def locks_block(answer: Any) -> str:
+    """The lines `wsh status` adds for locks that stop the user (from `/v1/status`)."""
+    locks = answer.get("locks") if isinstance(answer, dict) else None
+    if not isinstance(locks, list) or not locks:
+        return ""
+    lines = [
+        f"  Locked:       {item.get('refusal', '')}" for item in locks if isinstance(item, dict)
+    ]
+    return "\n".join(lines) + "\n"
 
 
 @cli.command()
 def status() -> None:
-    """Show the current login."""
+    """Show the current login, and any lock that stops you (asked of the cluster)."""
     profile = _current_profile(_store())
     click.echo(status_block(profile), nl=False)
+    if profile.expired():
+        return
+    identity = identity_from_profile(profile)
+
+    async def fetch() -> Any:
+        async with identity.auth_client() as client:
+            return await client.get("/v1/status")
+
+    try:
+        answer = run(fetch())
+    except AccessDenied as refused:
+        click.echo(f"  Access:       refused: {refused}")
+        return
+    except WicketError as error:
+        click.echo(f"  (could not ask the cluster: {error})", err=True)
+        return
+    click.echo(locks_block(answer), nl=False)
 
 
 @cli.command()
 def logout() -> None:
-    """Remove the current proxy's keys and profile."""
-    profile = _store().logout()
+    """Remove the current proxy's keys, profile and database certificates."""
+    store = _store()
+    current = store.current()
+    dropped = DatabaseLogins(current).names() if current is not None else []
+    profile = store.logout()
+    for name in dropped:
+        click.echo(f"Logged out of database {name}")
     click.echo(f"Logged out {profile.user} from {profile.proxy}.")
 
 

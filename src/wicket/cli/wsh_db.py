@@ -424,6 +424,7 @@ class RouteCertificates:
         self._lock = asyncio.Lock()
         self._context: ssl.SSLContext | None = None
         self._login: DatabaseLogin | None = None
+        self._cert_pem: bytes | None = None  # what `_context` was built from
         self.renewals = 0
 
     def profile(self) -> Profile:
@@ -436,12 +437,8 @@ class RouteCertificates:
     async def context(self) -> ssl.SSLContext:
         """A TLS context with a certificate good for a while (renewed as needed)."""
         async with self._lock:
-            login = self._login
-            if (
-                self._context is not None
-                and login is not None
-                and login.valid_for() > renew_margin(login)
-            ):
+            if self._current_context_is_good():
+                assert self._context is not None
                 return self._context
             profile = self.profile()
             login = await asyncio.to_thread(
@@ -456,16 +453,27 @@ class RouteCertificates:
             route = login.route()
             self.db_user, self.db_name = route.db_user, route.db_name
             self._login = login
+            self._cert_pem = login.cert_pem()
             self._context = require_server_role(
                 client_context(
                     ca_pems=[login.ca_pem()],
-                    cert_chain_pem=login.cert_pem(),
+                    cert_chain_pem=self._cert_pem,
                     key_pem=login.key_pem(),
                     alpn=[MONGODB_ALPN],
                 ),
                 HostRole.PROXY,
             )
             return self._context
+
+    def _current_context_is_good(self) -> bool:
+        """The context holds the saved certificate (not one `wsh login` replaced) in time."""
+        login = self._login
+        if self._context is None or login is None:
+            return False
+        try:
+            return login.cert_pem() == self._cert_pem and login.valid_for() > renew_margin(login)
+        except WicketError:  # removed (wsh logout, or dropped by a new login)
+            return False
 
     def login(self) -> DatabaseLogin:
         """The login the tunnel uses now."""

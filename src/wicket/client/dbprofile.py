@@ -275,3 +275,53 @@ async def issue_database_login(
         ca_pem=cluster.cas["host"].encode(),
         database=resource,
     )
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """What a new wsh login did with one saved database login."""
+
+    name: str
+    reissued: bool
+    reason: str = ""
+
+    def notice(self) -> str:
+        """One line for the user."""
+        if self.reissued:
+            return f'Renewed the certificate for database "{self.name}" with your new login'
+        return f'Dropped the certificate for database "{self.name}": {self.reason}'
+
+
+async def refresh_database_logins(profile: Profile) -> list[Refreshed]:
+    """After a new login: re-issue every saved database certificate, or drop it.
+
+    Saved route certificates were issued to the previous login with the rights it had;
+    kept as they are, rights an administrator has since taken away would stay usable.
+    Each is asked for again with the same route under the new login (the auth service
+    decides from the user's current roles); one that cannot be re-issued, for whatever
+    reason, is removed.
+    """
+    logins = DatabaseLogins(profile)
+    results: list[Refreshed] = []
+    for name in logins.names():
+        login = logins.get(name)
+        try:
+            if login is None:
+                raise WicketError("its files are incomplete")
+            route = login.route()
+            if route.db_user is None:
+                raise WicketError("it names no database user")
+            saved: dict[str, Any] | None
+            try:
+                saved = login.database()
+            except WicketError:
+                saved = None
+            await issue_database_login(
+                profile, name, db_user=route.db_user, db_name=route.db_name, database=saved
+            )
+        except WicketError as error:
+            logins.remove(name)
+            results.append(Refreshed(name, reissued=False, reason=str(error)))
+            continue
+        results.append(Refreshed(name, reissued=True))
+    return results

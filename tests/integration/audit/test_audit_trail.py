@@ -34,7 +34,7 @@ from wicket.authserver.server import AuthServer, AuthSettings
 from wicket.backend.sqlite import SQLiteBackend
 from wicket.cli.wctl import cli as wctl_cli
 from wicket.cli.wctl_events import events_group
-from wicket.errors import AccessDenied, BadParameter
+from wicket.errors import AccessDenied, BadParameter, NotFound
 from wicket.identity import HostRole, Identity, IdentityKind
 from wicket.pki.keys import generate_private_key, private_key_pem
 from wicket.pki.pem import certificate_pem
@@ -86,6 +86,19 @@ class AuthHost:
         databases = DatabaseService(self.backend)
         served = Database(name=database, uri="localhost:27017")
         self.loop.run(databases.heartbeat(host_id, host_id, [served], ttl=timedelta(hours=1)))
+
+    def ensure_user(self, identity: Identity) -> None:
+        """The auth service decides from the user's current record: the user must exist."""
+        assert self.server is not None
+        users = self.server.api.users
+
+        async def ensure() -> None:
+            try:
+                await users.get(identity.name)
+            except NotFound:
+                await users.create(identity.name, roles=identity.roles, traits={})
+
+        self.loop.run(ensure())
 
     def client(self, identity: Identity) -> AuthClient:
         """An API client with a fresh certificate for `identity`, signed by the right CA."""
@@ -274,6 +287,8 @@ def test_who_may_send_and_read_events(auth: AuthHost) -> None:
     user = Identity(cluster="example.com", kind=IdentityKind.USER, name="dave", roles=("access",))
     event = SESSION.start(success=False, error="no role allows db user x").to_json()
     auth.serves("agent-1", "my-docdb")
+    auth.ensure_user(auditor)
+    auth.ensure_user(user)
 
     async def calls() -> None:
         async with auth.client(user) as client:

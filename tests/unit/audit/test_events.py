@@ -117,3 +117,82 @@ def test_validation_normalizes_time_and_id() -> None:
     assert data["id"] == raw_id.lower()
     assert data["time"] == "2026-11-24T08:35:00.000000Z"
     assert data["user"] is None
+
+
+def test_administrative_events_name_the_actor_and_the_resource() -> None:
+    from wicket.audit.events import ResourceAction, resource_changed
+
+    event = resource_changed(
+        cluster="example.com",
+        resource="lock",
+        action=ResourceAction.CREATED,
+        name="3f1c0d7e-2a55-4b9e-9a39-1d2f6f9f0a01",
+        actor="wicket-admin",
+        actor_roles=("editor",),
+        client_addr="127.0.0.1",
+        changes={"target": {"user": "bob"}, "message": "incident 42"},
+        now=NOW,
+    )
+    data = validate_event(event.to_json())
+    assert data["type"] == "lock.created" == EventType.LOCK_CREATED.value
+    assert (data["user"], data["roles"], data["client_addr"]) == (
+        "wicket-admin",
+        ["editor"],
+        "127.0.0.1",
+    )
+    assert data["resource"] == "lock" and data["name"].startswith("3f1c0d7e")
+    assert data["changes"] == {"target": {"user": "bob"}, "message": "incident 42"}
+    kinds = {
+        resource_changed(
+            cluster="c", resource=resource, action=action, name="x", actor="a"
+        ).type.value
+        for resource, action in [
+            ("user", ResourceAction.CREATED),
+            ("user", ResourceAction.UPDATED),
+            ("user", ResourceAction.DELETED),
+            ("role", ResourceAction.UPDATED),
+            ("token", ResourceAction.CREATED),
+            ("database", ResourceAction.DELETED),
+            ("lock", ResourceAction.DELETED),
+        ]
+    }
+    assert kinds == {
+        "user.created",
+        "user.updated",
+        "user.deleted",
+        "role.updated",
+        "token.created",
+        "database.deleted",
+        "lock.deleted",
+    }
+    with pytest.raises(BadParameter, match="no audit event"):
+        resource_changed(
+            cluster="c", resource="token", action=ResourceAction.UPDATED, name="x", actor="a"
+        )
+
+
+def test_certificate_issuance_carries_route_ttl_and_serial_never_a_key() -> None:
+    from wicket.audit.events import cert_issued
+
+    event = cert_issued(
+        cluster="example.com",
+        kind="database",
+        subject="alice",
+        serial=0xABC123,
+        expires=NOW + timedelta(hours=1),
+        ttl=timedelta(hours=1),
+        actor="alice",
+        actor_roles=("access",),
+        db_service="my-docdb",
+        db_protocol="mongodb",
+        db_user="reader",
+        db_name="test",
+        client_addr="10.0.0.5",
+        now=NOW,
+    )
+    data = validate_event(event.to_json())
+    assert data["type"] == "cert.issued"
+    assert (data["cert_kind"], data["subject"], data["serial"]) == ("database", "alice", "abc123")
+    assert data["ttl_seconds"] == 3600 and data["expires"] == "2026-11-24T09:35:00.123456Z"
+    assert (data["db_service"], data["db_user"], data["db_name"]) == ("my-docdb", "reader", "test")
+    assert not {"public_key", "cert_pem", "key_pem"} & set(data)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tests.unit.auth_service.conftest import FakeClock
 
 from wicket.auth.databases import Database, DatabaseResource, DatabaseService
+from wicket.auth.locks import Lock, LockService
 from wicket.auth.passwords import Passwords
 from wicket.auth.resources import (
     ResourceKind,
@@ -20,6 +21,7 @@ from wicket.auth.resources import (
     TokenResource,
     UserResource,
     dump_resources,
+    parse_kind,
     parse_reference,
     parse_resources,
 )
@@ -79,6 +81,7 @@ def manager(
         users=UserService(backend, roles=roles, clock=clock, passwords=passwords),
         tokens=TokenService(backend, clock=clock),
         databases=DatabaseService(backend, clock=clock),
+        locks=LockService(backend, clock=clock),
     )
 
 
@@ -212,6 +215,36 @@ async def test_create_get_delete(manager: ResourceManager, clock: FakeClock) -> 
         if kind is ResourceKind.ROLE:
             continue
         assert await manager.get(kind) == []
+
+
+LOCK = """\
+kind: lock
+version: v1
+metadata:
+  name: ignored-on-create
+spec:
+  target: {user: bob}
+  message: incident 42
+  expires: 2026-03-02T00:00:00Z
+"""
+
+
+async def test_locks_are_a_resource_kind(manager: ResourceManager) -> None:
+    assert parse_kind("locks") is ResourceKind.LOCK
+    assert parse_reference("lock/abc") == (ResourceKind.LOCK, "abc")
+    [parsed] = parse_resources(LOCK)
+    assert isinstance(parsed, Lock) and parsed.target.user == "bob"
+    applied = await manager.create(parsed)
+    assert applied.kind is ResourceKind.LOCK and applied.created
+    [stored] = await manager.get(ResourceKind.LOCK)
+    assert isinstance(stored, Lock) and stored.id == applied.name != "ignored-on-create"
+    assert stored.spec.message == "incident 42"
+    assert parse_resources(dump_resources([stored], "yaml")) == [stored]
+    assert await manager.get(ResourceKind.LOCK, stored.id) == [stored]
+    await manager.delete(ResourceKind.LOCK, stored.id)
+    assert await manager.get(ResourceKind.LOCK) == []
+    with pytest.raises(BadParameter, match="exactly one"):
+        parse_resources(LOCK.replace("{user: bob}", "{user: bob, role: dev}"))
 
 
 async def test_static_databases_show_but_cannot_be_removed(manager: ResourceManager) -> None:

@@ -379,3 +379,41 @@ def test_wctl_through_a_wsh_login(tmp_path: Path) -> None:
         assert 'wctl: user "al" (roles: access) may not list users' in failed(denied)
     finally:
         stop_cluster(proxied)
+
+
+def test_lock_locks_ls_get_create_and_rm(wctl: WctlRunner, tmp_path: Path) -> None:
+    lock_id = ok(wctl("lock", "--user=bob", "--message=incident 42", "--ttl=1h")).strip()
+    assert len(lock_id) == 36
+    table = ok(wctl("locks", "ls")).splitlines()
+    assert table[0].split()[:4] == ["ID", "Target", "Message", "Expires"]
+    assert table[2].startswith(lock_id) and "user=bob" in table[2] and "incident 42" in table[2]
+    [listed] = json.loads(ok(wctl("locks", "ls", "--format=json")))
+    assert listed["spec"]["target"] == {"user": "bob"}
+    assert listed["spec"]["created_by"] == "wicket-admin"
+    (got,) = list(yaml.safe_load_all(ok(wctl("get", f"lock/{lock_id}"))))
+    assert got["kind"] == "lock" and got["metadata"]["name"] == lock_id
+
+    lock_file = tmp_path / "lock.yaml"
+    lock_file.write_text(
+        "kind: lock\nversion: v1\nmetadata: {name: any}\n"
+        "spec: {target: {role: access}, message: from a file}\n"
+    )
+    created = ok(wctl("create", str(lock_file)))
+    assert created.startswith('lock "') and created.endswith('" has been created\n')
+    assert len(json.loads(ok(wctl("get", "locks", "--format=json")))) == 2
+
+    assert ok(wctl("rm", f"lock/{lock_id}")) == f'lock "{lock_id}" has been deleted\n'
+    assert "not found" in failed(wctl("rm", f"lock/{lock_id}"))
+    assert "no lock 'nope'" in failed(wctl("rm", "lock/nope"))
+
+
+def test_lock_needs_exactly_one_target_and_one_bound(wctl: WctlRunner) -> None:
+    assert "exactly one of --user, --role, --db" in failed(wctl("lock"), code=2)
+    assert "exactly one" in failed(wctl("lock", "--user=a", "--db=b"), code=2)
+    assert "not both" in failed(wctl("lock", "--user=a", "--ttl=1h", "--expires=x"), code=2)
+    assert "in the past" in failed(wctl("lock", "--user=a", "--expires=2020-01-01T00:00:00Z"))
+    assert "not a valid user name" in failed(wctl("lock", "--user=../x"))
+    expires = ok(wctl("lock", "--db=prod", "--expires=2099-01-01T00:00:00Z")).strip()
+    [listed] = json.loads(ok(wctl("locks", "ls", "--format=json")))
+    assert listed["metadata"]["name"] == expires
+    assert listed["spec"]["expires"].startswith("2099-01-01T00:00:00")

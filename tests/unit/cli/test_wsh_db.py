@@ -242,3 +242,24 @@ def test_db_commands_need_a_login(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "not logged in" in result.stderr
     assert not os.path.exists(tmp_path / "home" / "keys")
+
+
+def test_the_tunnel_uses_the_certificate_a_new_login_renewed(
+    tmp_path: Path, cluster: Cluster
+) -> None:
+    """`wsh login` re-issues saved route certificates; a running tunnel must pick that up."""
+    import asyncio
+
+    from wicket.cli.wsh_db import RouteCertificates
+    from wicket.client.profile import ProfileStore
+
+    wsh = Wsh(tmp_path / "home")
+    wsh.login(cluster, "alice")
+    assert wsh("db", "login", "my-docdb").exit_code == 0
+    certificates = RouteCertificates(ProfileStore(wsh.home), "my-docdb", None, None)
+    first = asyncio.run(certificates.context())
+    before = certificates.login().cert_pem()
+    assert asyncio.run(certificates.context()) is first  # nothing changed: same context
+    wsh.login(cluster, "alice")
+    assert certificates.login().cert_pem() != before  # renewed on disk by the login
+    assert asyncio.run(certificates.context()) is not first
