@@ -208,10 +208,11 @@ class AuthAPI:
             raise AccessDenied("this call needs a user certificate: log in first (wsh login)")
         return value
 
-    @staticmethod
-    def client_addr(request: web.Request) -> str | None:
-        """The address the request came from (for audit events)."""
-        return request.remote
+    def client_addr(self, request: web.Request) -> str | None:
+        """The address the request came from, for audit events (forwarded only by proxies)."""
+        return client_address(
+            self.identity(request), request.remote, request.headers.get(FORWARDED_FOR)
+        )
 
     def audit_change(
         self,
@@ -409,9 +410,7 @@ class AuthAPI:
         if otp is not None and not isinstance(otp, str):
             raise BadParameter('"otp" must be a string')
         public_key = load_public_key(str(_text(body, "public_key_pem")).encode())
-        client = client_address(
-            self.identity(request), request.remote, request.headers.get(FORWARDED_FOR)
-        )
+        client = self.client_addr(request)
         try:
             user = await self.users.authenticate(name, password, otp)
         except LoginFailed as failure:
