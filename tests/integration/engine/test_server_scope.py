@@ -46,12 +46,12 @@ DB_USER = "wicket-docdb-user"
 
 # (what to run, on which database): each is server-wide
 SERVER_COMMANDS: list[tuple[dict[str, Any], str]] = [
-    ({"currentOp": 1}, "admin"),
     ({"currentOp": 1, "$ownOps": True}, "test"),
+    ({"serverStatus": 1}, "test"),
+    ({"currentOp": 1}, "admin"),
     ({"killOp": 1, "op": 424242}, "admin"),
     ({"getLog": "global"}, "admin"),
     ({"getCmdLineOpts": 1}, "admin"),
-    ({"serverStatus": 1}, "test"),
     ({"aggregate": 1, "pipeline": [{"$currentOp": {"allUsers": True}}], "cursor": {}}, "admin"),
 ]
 
