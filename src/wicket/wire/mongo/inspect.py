@@ -21,16 +21,31 @@ Rules (a security boundary; the agent refuses whatever is not `known`):
   `DB.$cmd.aggregate` and `DB.$cmd.listIndexes.COLL`; `getMore`/`killCursors`/OP_GET_MORE
   on those names are the database (or that collection), no other `$` name is.
 - Inspection never raises on a decoded command, whatever its values.
+
+The vocabulary (Access, Scope, Namespace, CommandInfo, name checks) is in
+`classify.py`, aggregation stages in `pipelines.py`; this module holds the command
+table and the per-opcode entry points.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from typing import Any, assert_never
 
 from wicket.errors import RemoteProtocolError
+from wicket.wire.mongo.classify import (
+    Access,
+    Collector,
+    CommandInfo,
+    Namespace,
+    Scope,
+    Unclassified,
+    collection_namespace,
+    full_namespace,
+    is_one,
+    valid_database,
+)
 from wicket.wire.mongo.compression import OpCompressed
 from wicket.wire.mongo.documents import DuplicateFieldError, decode_document
 from wicket.wire.mongo.legacy import OpDelete, OpGetMore, OpInsert, OpKillCursors, OpUpdate
@@ -38,297 +53,36 @@ from wicket.wire.mongo.messages import Message
 from wicket.wire.mongo.opmsg import OpMsg
 from wicket.wire.mongo.opquery import OpQuery
 from wicket.wire.mongo.opreply import OpReply
+from wicket.wire.mongo.pipelines import inspect_pipeline
 
-MAX_PIPELINE_DEPTH = 20
-"""Nested pipelines ($lookup in $facet in $unionWith ...) deeper than this are unknown."""
-
-EXTERNAL_DATABASE = "$external"
-_INVALID_DATABASE_CHARACTERS = frozenset('/\\. "$\x00')
-MAX_DATABASE_NAME_LENGTH = 64
-MAX_NAMESPACE_LENGTH = 255
+__all__ = [
+    "COMMANDS",
+    "Access",
+    "CommandInfo",
+    "CommandSpec",
+    "Namespace",
+    "Scope",
+    "inspect_command",
+    "inspect_message",
+    "server_wide_commands",
+]
 
 # OP_MSG document sequences that carry payload only (documents to insert, update and
 # delete statements, bulkWrite ops referring to nsInfo by index): never namespaces.
 PAYLOAD_SEQUENCES = frozenset({"documents", "updates", "deletes", "ops"})
 
-
-class Scope(Enum):
-    """How far a command reaches, which decides what may authorize it."""
-
-    CONNECTION = "connection"  # this connection or the client's own logical sessions
-    NAMESPACE = "namespace"  # the namespaces it names (or its $db); db_names decides
-    SERVER = "server"  # the whole server or other connections; needs an explicit grant
-    SERVER_LISTING = "server_listing"  # lists server-wide names; the reply is narrowed
-
-
-class Access(Enum):
-    """What kind of action a command is, for RBAC and audit."""
-
-    READ = "read"
-    WRITE = "write"
-    ADMIN = "admin"  # catalog / DDL changes
-    AUTH = "auth"  # authenticating on this connection
-    HANDSHAKE = "handshake"  # connection set-up and harmless introspection
-    USER_ADMIN = "user_admin"  # users and roles
-    CLUSTER = "cluster"  # server-wide, no namespace
-    SESSION = "session"  # logical sessions and transactions
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class Namespace:
-    """A database, or one collection in it (`collection` None = the whole database)."""
-
-    database: str
-    collection: str | None = None
-
-    def __str__(self) -> str:
-        if self.collection is None:
-            return self.database
-        return f"{self.database}.{self.collection}"
-
-
-@dataclass(frozen=True)
-class CommandInfo:
-    """What a command is and every namespace it reads or writes."""
-
-    name: str
-    database: str
-    namespaces: tuple[Namespace, ...]
-    access: Access
-    known: bool
-    scope: Scope
-    widened_by: str = ""
-    """Why a command is server-wide when its name alone is not (a stage, an option)."""
-
-
-class _Unknown(Exception):
-    """Raised inside the inspector when a value has a shape we do not classify."""
-
-
-@dataclass
-class _Collector:
-    """Namespaces found so far (in order, without repeats) and the strongest access."""
-
-    database: str
-    namespaces: list[Namespace] = field(default_factory=list)
-    writes: bool = False
-    server: bool = False
-    widened_by: str = ""
-
-    def widen(self, reason: str) -> None:
-        """The command reaches the whole server because of `reason`."""
-        if not self.server:
-            self.server = True
-            self.widened_by = reason
-
-    def add(self, namespace: Namespace) -> None:
-        if namespace not in self.namespaces:
-            self.namespaces.append(namespace)
-
-
-# --- name checks -----------------------------------------------------------------------
-
-
-def _valid_database(name: object) -> str:
-    if not isinstance(name, str):
-        raise _Unknown
-    if name == EXTERNAL_DATABASE:
-        return name
-    if (
-        not name
-        or len(name) > MAX_DATABASE_NAME_LENGTH
-        or any(character in _INVALID_DATABASE_CHARACTERS for character in name)
-    ):
-        raise _Unknown
-    return name
-
-
-def _valid_collection(name: object) -> str:
-    if (
-        not isinstance(name, str)
-        or not name
-        or name.startswith(("$", "."))
-        or "\x00" in name
-        or len(name) > MAX_NAMESPACE_LENGTH
-    ):
-        raise _Unknown
-    return name
-
-
-def _collection_namespace(database: str, name: object) -> Namespace:
-    return Namespace(_valid_database(database), _valid_collection(name))
-
-
-def _full_namespace(full_name: object) -> Namespace:
-    """ "db.coll" (as renameCollection, dataSize and bulkWrite nsInfo take it)."""
-    if not isinstance(full_name, str) or "." not in full_name:
-        raise _Unknown
-    database, _, collection = full_name.partition(".")
-    return _collection_namespace(database, collection)
-
-
-def _is_one(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == 1
-
-
-# --- aggregation -----------------------------------------------------------------------
-
-# Stages that only transform the documents flowing through (or read the collection
-# the pipeline runs on): no other namespace involved.
-PURE_STAGES = frozenset(
-    {
-        "$match",
-        "$project",
-        "$addFields",
-        "$set",
-        "$unset",
-        "$group",
-        "$sort",
-        "$skip",
-        "$limit",
-        "$count",
-        "$unwind",
-        "$replaceRoot",
-        "$replaceWith",
-        "$sample",
-        "$bucket",
-        "$bucketAuto",
-        "$sortByCount",
-        "$redact",
-        "$densify",
-        "$fill",
-        "$setWindowFields",
-        "$geoNear",
-        "$collStats",
-        "$indexStats",
-        "$planCacheStats",
-        "$documents",
-        "$changeStreamSplitLargeEvent",
-        "$search",
-        "$searchMeta",
-        "$vectorSearch",
-    }
-)
-
-# Stages that report on the server as a whole (or on every session of the shared db user).
-SERVER_STAGES = frozenset(
-    {
-        "$currentOp",
-        "$listLocalSessions",
-        "$listSessions",
-        "$shardedDataDistribution",
-        "$listCatalog",
-        "$listClusterCatalog",
-        "$queryStats",
-        "$querySettings",
-        "$listSampledQueries",
-    }
-)
-
-
-def _pipeline(collector: _Collector, pipeline: object, database: str, depth: int) -> None:
-    if depth > MAX_PIPELINE_DEPTH or not isinstance(pipeline, list):
-        raise _Unknown
-    for stage in pipeline:
-        if not isinstance(stage, Mapping) or len(stage) != 1:
-            raise _Unknown
-        ((name, spec),) = stage.items()
-        _stage(collector, name, spec, database, depth)
-
-
-def _foreign(database: str, value: object) -> Namespace:
-    """A stage's other collection: "coll" in this database or {db, coll}."""
-    if isinstance(value, str):
-        return _collection_namespace(database, value)
-    if isinstance(value, Mapping) and set(value) <= {"db", "coll"} and "coll" in value:
-        return _collection_namespace(value.get("db", database), value["coll"])
-    raise _Unknown
-
-
-def _stage(collector: _Collector, name: object, spec: object, database: str, depth: int) -> None:
-    if name in PURE_STAGES:
-        return
-    if name in SERVER_STAGES:
-        collector.widen(f"stage {name}")
-        return
-    if name == "$changeStream":
-        if not isinstance(spec, Mapping):
-            raise _Unknown
-        if spec.get("allChangesForCluster", False) is not False:
-            collector.widen("$changeStream allChangesForCluster")
-        return
-    if name == "$lookup":
-        if not isinstance(spec, Mapping):
-            raise _Unknown
-        inner_database = database
-        if "from" in spec:
-            foreign = _foreign(database, spec["from"])
-            collector.add(foreign)
-            inner_database = foreign.database
-        elif "pipeline" not in spec:
-            raise _Unknown
-        if "pipeline" in spec:
-            _pipeline(collector, spec["pipeline"], inner_database, depth + 1)
-    elif name == "$graphLookup":
-        if not isinstance(spec, Mapping) or "from" not in spec:
-            raise _Unknown
-        collector.add(_foreign(database, spec["from"]))
-    elif name == "$unionWith":
-        if isinstance(spec, str):
-            collector.add(_collection_namespace(database, spec))
-        elif isinstance(spec, Mapping) and set(spec) <= {"coll", "db", "pipeline"}:
-            inner_database = database
-            if "coll" in spec:
-                foreign = _collection_namespace(spec.get("db", database), spec["coll"])
-                collector.add(foreign)
-                inner_database = foreign.database
-            elif "pipeline" not in spec or "db" in spec:
-                raise _Unknown
-            if "pipeline" in spec:
-                _pipeline(collector, spec["pipeline"], inner_database, depth + 1)
-        else:
-            raise _Unknown
-    elif name == "$out":
-        collector.writes = True
-        if isinstance(spec, Mapping) and "coll" in spec and "db" in spec:
-            collector.add(_collection_namespace(spec["db"], spec["coll"]))
-        elif isinstance(spec, str):
-            collector.add(_collection_namespace(database, spec))
-        else:
-            raise _Unknown
-    elif name == "$merge":
-        collector.writes = True
-        if isinstance(spec, str):
-            collector.add(_collection_namespace(database, spec))
-            return
-        if not isinstance(spec, Mapping) or "into" not in spec:
-            raise _Unknown
-        collector.add(_foreign(database, spec["into"]))
-        when_matched = spec.get("whenMatched")
-        if isinstance(when_matched, list):
-            _pipeline(collector, when_matched, database, depth + 1)
-    elif name == "$facet":
-        if not isinstance(spec, Mapping):
-            raise _Unknown
-        for sub_pipeline in spec.values():
-            _pipeline(collector, sub_pipeline, database, depth + 1)
-    else:
-        raise _Unknown
-
-
 # --- commands --------------------------------------------------------------------------
 
-_Handler = Callable[[_Collector, Mapping[str, Any], str, object], Access]
+_Handler = Callable[[Collector, Mapping[str, Any], str, object], Access]
 
 
 def _on_collection(access: Access) -> _Handler:
     """A command whose first value names a collection in the current database."""
 
     def handler(
-        collector: _Collector, command: Mapping[str, Any], database: str, value: object
+        collector: Collector, command: Mapping[str, Any], database: str, value: object
     ) -> Access:
-        collector.add(_collection_namespace(database, value))
+        collector.add(collection_namespace(database, value))
         return access
 
     return handler
@@ -338,9 +92,9 @@ def _on_database(access: Access) -> _Handler:
     """A command about the current database as a whole."""
 
     def handler(
-        collector: _Collector, command: Mapping[str, Any], database: str, value: object
+        collector: Collector, command: Mapping[str, Any], database: str, value: object
     ) -> Access:
-        collector.add(Namespace(_valid_database(database)))
+        collector.add(Namespace(valid_database(database)))
         return access
 
     return handler
@@ -350,7 +104,7 @@ def _no_namespace(access: Access) -> _Handler:
     """A command that names no database object."""
 
     def handler(
-        collector: _Collector, command: Mapping[str, Any], database: str, value: object
+        collector: Collector, command: Mapping[str, Any], database: str, value: object
     ) -> Access:
         return access
 
@@ -358,14 +112,14 @@ def _no_namespace(access: Access) -> _Handler:
 
 
 def _aggregate(
-    collector: _Collector, command: Mapping[str, Any], database: str, value: object
+    collector: Collector, command: Mapping[str, Any], database: str, value: object
 ) -> Access:
-    if _is_one(value):
-        _valid_database(database)
+    if is_one(value):
+        valid_database(database)
     else:
-        collector.add(_collection_namespace(database, value))
-    _pipeline(collector, command.get("pipeline"), database, 0)
-    if _is_one(value) and not collector.server:
+        collector.add(collection_namespace(database, value))
+    inspect_pipeline(collector, command.get("pipeline"), database, 0)
+    if is_one(value) and not collector.server:
         # a pipeline over the database (a change stream on it, $documents); a server-wide
         # stage reads no database: the grant, not db_names, decides it
         collector.namespaces.insert(0, Namespace(database))
@@ -378,13 +132,13 @@ def _create_or_modify(access: Access) -> _Handler:
     """create/collMod: the collection, plus a view's source and pipeline."""
 
     def handler(
-        collector: _Collector, command: Mapping[str, Any], database: str, value: object
+        collector: Collector, command: Mapping[str, Any], database: str, value: object
     ) -> Access:
-        collector.add(_collection_namespace(database, value))
+        collector.add(collection_namespace(database, value))
         if "viewOn" in command:
-            collector.add(_collection_namespace(database, command["viewOn"]))
+            collector.add(collection_namespace(database, command["viewOn"]))
         if "pipeline" in command:
-            _pipeline(collector, command["pipeline"], database, 0)
+            inspect_pipeline(collector, command["pipeline"], database, 0)
         return access
 
     return handler
@@ -396,7 +150,7 @@ LIST_INDEXES_CURSOR_PREFIX = "$cmd.listIndexes."
 ADMIN_DATABASE = "admin"
 
 
-def _cursor_namespace(collector: _Collector, database: str, collection: object) -> None:
+def _cursor_namespace(collector: Collector, database: str, collection: object) -> None:
     """The namespace of a cursor's collection name (getMore, killCursors, OP_GET_MORE).
 
     A real collection, or one of the pseudo-collections the server names cursors of
@@ -407,7 +161,7 @@ def _cursor_namespace(collector: _Collector, database: str, collection: object) 
     if isinstance(collection, str) and collection.startswith("$cmd."):
         command = collection.removeprefix("$cmd.")
         if command in CURSOR_DATABASE_COMMANDS:
-            namespace = Namespace(_valid_database(database))
+            namespace = Namespace(valid_database(database))
             if command == "aggregate" and database == ADMIN_DATABASE:
                 collector.widen("a cursor of an aggregation on admin")
                 return
@@ -415,48 +169,48 @@ def _cursor_namespace(collector: _Collector, database: str, collection: object) 
             return
         if collection.startswith(LIST_INDEXES_CURSOR_PREFIX):
             inner = collection.removeprefix(LIST_INDEXES_CURSOR_PREFIX)
-            collector.add(_collection_namespace(database, inner))
+            collector.add(collection_namespace(database, inner))
             return
-        raise _Unknown
-    collector.add(_collection_namespace(database, collection))
+        raise Unclassified
+    collector.add(collection_namespace(database, collection))
 
 
 def _get_more(
-    collector: _Collector, command: Mapping[str, Any], database: str, value: object
+    collector: Collector, command: Mapping[str, Any], database: str, value: object
 ) -> Access:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise _Unknown
+        raise Unclassified
     _cursor_namespace(collector, database, command.get("collection"))
     return Access.READ
 
 
 def _kill_cursors(
-    collector: _Collector, command: Mapping[str, Any], database: str, value: object
+    collector: Collector, command: Mapping[str, Any], database: str, value: object
 ) -> Access:
     _cursor_namespace(collector, database, value)
     return Access.READ
 
 
 def _data_size(
-    collector: _Collector, command: Mapping[str, Any], database: str, value: object
+    collector: Collector, command: Mapping[str, Any], database: str, value: object
 ) -> Access:
-    collector.add(_full_namespace(value))
+    collector.add(full_namespace(value))
     return Access.READ
 
 
 def _rename_collection(
-    collector: _Collector, command: Mapping[str, Any], database: str, value: object
+    collector: Collector, command: Mapping[str, Any], database: str, value: object
 ) -> Access:
-    collector.add(_full_namespace(value))
-    collector.add(_full_namespace(command.get("to")))
+    collector.add(full_namespace(value))
+    collector.add(full_namespace(command.get("to")))
     return Access.ADMIN
 
 
 def _clone_as_capped(
-    collector: _Collector, command: Mapping[str, Any], database: str, value: object
+    collector: Collector, command: Mapping[str, Any], database: str, value: object
 ) -> Access:
-    collector.add(_collection_namespace(database, value))
-    collector.add(_collection_namespace(database, command.get("toCollection")))
+    collector.add(collection_namespace(database, value))
+    collector.add(collection_namespace(database, command.get("toCollection")))
     return Access.ADMIN
 
 
@@ -464,23 +218,23 @@ _MAP_REDUCE_OUTPUT_ACTIONS = ("replace", "merge", "reduce")
 
 
 def _map_reduce(
-    collector: _Collector, command: Mapping[str, Any], database: str, value: object
+    collector: Collector, command: Mapping[str, Any], database: str, value: object
 ) -> Access:
-    collector.add(_collection_namespace(database, value))
+    collector.add(collection_namespace(database, value))
     out = command.get("out")
     if isinstance(out, str):
-        collector.add(_collection_namespace(database, out))
+        collector.add(collection_namespace(database, out))
         return Access.WRITE
     if not isinstance(out, Mapping) or not out:
-        raise _Unknown
+        raise Unclassified
     if "inline" in out:
         if len(out) != 1:
-            raise _Unknown
+            raise Unclassified
         return Access.READ
     actions = [action for action in _MAP_REDUCE_OUTPUT_ACTIONS if action in out]
     if len(actions) != 1 or not set(out) <= {actions[0], "db", "sharded", "nonAtomic"}:
-        raise _Unknown
-    collector.add(_collection_namespace(out.get("db", database), out[actions[0]]))
+        raise Unclassified
+    collector.add(collection_namespace(out.get("db", database), out[actions[0]]))
     return Access.WRITE
 
 
@@ -492,69 +246,69 @@ EXPLAINABLE = frozenset(
 
 
 def _explain(
-    collector: _Collector, command: Mapping[str, Any], database: str, value: object
+    collector: Collector, command: Mapping[str, Any], database: str, value: object
 ) -> Access:
     if not isinstance(value, Mapping) or not value:
-        raise _Unknown
+        raise Unclassified
     inner_name = next(iter(value))
     if inner_name not in EXPLAINABLE:
-        raise _Unknown
+        raise Unclassified
     return _run_handler(collector, value, database, inner_name)
 
 
 def _bulk_write(
-    collector: _Collector, command: Mapping[str, Any], database: str, value: object
+    collector: Collector, command: Mapping[str, Any], database: str, value: object
 ) -> Access:
     ns_info = command.get("nsInfo")
     if not isinstance(ns_info, list) or not ns_info:
-        raise _Unknown
+        raise Unclassified
     for entry in ns_info:
         if not isinstance(entry, Mapping):
-            raise _Unknown
-        collector.add(_full_namespace(entry.get("ns")))
+            raise Unclassified
+        collector.add(full_namespace(entry.get("ns")))
     return Access.WRITE
 
 
-def _role_databases(collector: _Collector, roles: object, database: str) -> None:
+def _role_databases(collector: Collector, roles: object, database: str) -> None:
     """Roles granted as {role, db} act on that database too."""
     if not isinstance(roles, list):
-        raise _Unknown
+        raise Unclassified
     for role in roles:
         if isinstance(role, str):
             continue
         if not isinstance(role, Mapping) or not isinstance(role.get("role"), str):
-            raise _Unknown
-        collector.add(Namespace(_valid_database(role.get("db", database))))
+            raise Unclassified
+        collector.add(Namespace(valid_database(role.get("db", database))))
 
 
 def _user_admin(
-    collector: _Collector, command: Mapping[str, Any], database: str, value: object
+    collector: Collector, command: Mapping[str, Any], database: str, value: object
 ) -> Access:
-    collector.add(Namespace(_valid_database(database)))
+    collector.add(Namespace(valid_database(database)))
     if "roles" in command:
         _role_databases(collector, command["roles"], database)
     return Access.USER_ADMIN
 
 
 def _users_or_roles_info(
-    collector: _Collector, command: Mapping[str, Any], database: str, value: object
+    collector: Collector, command: Mapping[str, Any], database: str, value: object
 ) -> Access:
     """usersInfo/rolesInfo may name users or roles of other databases."""
-    collector.add(Namespace(_valid_database(database)))
+    collector.add(Namespace(valid_database(database)))
     if command.get("forAllDBs", False) is not False:
         collector.widen("forAllDBs")  # every database's users: the grant decides
         return Access.USER_ADMIN
     entries = value if isinstance(value, list) else [value]
     for entry in entries:
         if isinstance(entry, Mapping):
-            collector.add(Namespace(_valid_database(entry.get("db", database))))
-        elif not (isinstance(entry, str) or _is_one(entry)):
-            raise _Unknown
+            collector.add(Namespace(valid_database(entry.get("db", database))))
+        elif not (isinstance(entry, str) or is_one(entry)):
+            raise Unclassified
     return Access.USER_ADMIN
 
 
 def _hello(
-    collector: _Collector, command: Mapping[str, Any], database: str, value: object
+    collector: Collector, command: Mapping[str, Any], database: str, value: object
 ) -> Access:
     # speculativeAuthenticate makes a handshake an authentication attempt.
     if "speculativeAuthenticate" in command:
@@ -703,17 +457,17 @@ def server_wide_commands() -> frozenset[str]:
 
 
 def _run_handler(
-    collector: _Collector, command: Mapping[str, Any], database: str, name: str
+    collector: Collector, command: Mapping[str, Any], database: str, name: str
 ) -> Access:
     spec = COMMANDS.get(name)
     if spec is None:
-        raise _Unknown
+        raise Unclassified
     if spec.scope is Scope.SERVER:
         collector.widen("")
     return spec.handler(collector, command, database, command[name])
 
 
-def _scope(collector: _Collector, name: str) -> Scope:
+def _scope(collector: Collector, name: str) -> Scope:
     if collector.server:
         return Scope.SERVER
     spec = COMMANDS.get(name)
@@ -728,11 +482,11 @@ def inspect_command(command: Mapping[str, Any], database: str) -> CommandInfo:
     """
     first: object = next(iter(command), "")
     name = first if isinstance(first, str) else ""
-    collector = _Collector(database)
+    collector = Collector(database)
     try:
-        _valid_database(database)
+        valid_database(database)
         access = _run_handler(collector, command, database, name)
-    except (_Unknown, RecursionError):
+    except (Unclassified, RecursionError):
         return CommandInfo(
             name, database, (), Access.UNKNOWN, False, _scope(collector, name), collector.widened_by
         )
@@ -772,8 +526,8 @@ def _legacy_namespace(name: str, full_name: str, access: Access) -> CommandInfo:
             server_command, database, (), Access.CLUSTER, True, Scope.SERVER, f"legacy {full_name}"
         )
     try:
-        namespace = _full_namespace(full_name)
-    except _Unknown:
+        namespace = full_namespace(full_name)
+    except Unclassified:
         return CommandInfo(name, database, (), Access.UNKNOWN, False, Scope.NAMESPACE)
     return CommandInfo(name, namespace.database, (namespace,), access, True, Scope.NAMESPACE)
 
@@ -781,11 +535,11 @@ def _legacy_namespace(name: str, full_name: str, access: Access) -> CommandInfo:
 def _legacy_get_more(full_name: str) -> CommandInfo:
     """OP_GET_MORE: its cursor's namespace, `$cmd.<command>` cursors included."""
     database, _, collection = full_name.partition(".")
-    collector = _Collector(database)
+    collector = Collector(database)
     try:
-        _valid_database(database)
+        valid_database(database)
         _cursor_namespace(collector, database, collection)
-    except _Unknown:
+    except Unclassified:
         return CommandInfo("getMore", database, (), Access.UNKNOWN, False, _scope(collector, ""))
     return CommandInfo(
         "getMore",
