@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,12 @@ SERVER_OPS_ROLE = {
     "version": "v1",
     "metadata": {"name": "server-ops"},
     "spec": {"options": {"allow_server_commands": True}, "allow": {"db_labels": {"*": "*"}}},
+}
+TINKERER_ROLE = {
+    "kind": "role",
+    "version": "v1",
+    "metadata": {"name": "tinkerer"},
+    "spec": {"options": {"allow_unknown_commands": True}, "allow": {"db_labels": {"*": "*"}}},
 }
 ONLY_TEST = {"db_users": ["*"], "db_names": ["test"]}
 DB_USER = "wicket-docdb-user"
@@ -68,6 +75,7 @@ def stage(tmp_path_factory: pytest.TempPathFactory, local_aws: LocalAws) -> Iter
         cluster, agent = start_iam_stage(directory, docdb, local_aws)
         try:
             cluster.admin_call("PUT", "/v1/roles/server-ops", SERVER_OPS_ROLE)
+            cluster.admin_call("PUT", "/v1/roles/tinkerer", TINKERER_ROLE)
             yield Setup(cluster, agent, docdb, local_aws, directory)
         finally:
             agent.stop()
@@ -144,14 +152,22 @@ def test_later_handshakes_never_reach_the_database(stage: Setup, narrow: User) -
         assert client.test.command("ping")["ok"] == 1.0
 
 
-def test_later_legacy_is_master_over_op_query(stage: Setup, narrow: User) -> None:
-    cert = narrow.database_cert("my-docdb", DB_USER, "test")
+def _document(*elements: tuple[str, Any]) -> bytes:
+    """A BSON document with the given elements in order, repeats allowed."""
+    payload = b"".join(bson.encode({key: value})[4:-1] for key, value in elements)
+    return struct.pack("<i", len(payload) + 5) + payload + b"\x00"
+
+
+def test_later_legacy_is_master_over_op_query(stage: Setup) -> None:
+    # allow_unknown_commands: even a handshake the inspector cannot read is answered here
+    tinkerer = User(stage.cluster, "tina", ["access", "tinkerer"], ONLY_TEST)
+    cert = tinkerer.database_cert("my-docdb", DB_USER, "test")
     context = client_context(
-        ca_pems=[narrow.host_ca], cert_chain_pem=cert, key_pem=private_key_pem(narrow.key)
+        ca_pems=[tinkerer.host_ca], cert_chain_pem=cert, key_pem=private_key_pem(tinkerer.key)
     )
     host, port = stage.cluster.proxy_addr.split(":")
 
-    def ask(tls: Any, command: dict[str, Any], request_id: int) -> dict[str, Any]:
+    def ask(tls: Any, command: dict[str, Any] | bytes, request_id: int) -> dict[str, Any]:
         tls.sendall(encode_op_query("admin.$cmd", command, request_id=request_id))
         framer = MessageFramer()
         while (frame := framer.next_frame()) is None:
@@ -169,6 +185,10 @@ def test_later_legacy_is_master_over_op_query(stage: Setup, narrow: User) -> Non
         assert later["ok"] == 1.0 and "saslSupportedMechs" not in later
         wrapped = ask(tls, {"$query": {"ismaster": 1, "saslSupportedMechs": "admin.master"}}, 3)
         assert wrapped["ok"] == 1.0 and "saslSupportedMechs" not in wrapped
+        mechs = ("saslSupportedMechs", "admin.master")
+        repeated = _document(("isMaster", 1), mechs, mechs)
+        unreadable = ask(tls, repeated, 4)
+        assert unreadable["ok"] == 1.0 and "saslSupportedMechs" not in unreadable
 
 
 def test_command_cursors_drain_with_get_more(stage: Setup, narrow: User) -> None:

@@ -31,7 +31,7 @@ from cryptography import x509
 
 from wicket.agent.mongodb.authorize import UNAUTHORIZED, MessageAuthorizer
 from wicket.agent.mongodb.aws_sasl import authenticate_mongodb_aws
-from wicket.agent.mongodb.handshake import handshake_answer
+from wicket.agent.mongodb.handshake import handshake_answer, handshake_command
 from wicket.agent.mongodb.iam import IamAuthenticator, db_user_role_arn, role_session_name
 from wicket.agent.mongodb.listing import DatabaseListings
 from wicket.agent.mongodb.upstream import (
@@ -48,7 +48,6 @@ from wicket.pki.authority import verify_certificate
 from wicket.pki.pem import load_certificate
 from wicket.tunnel.protocol import SessionHeader
 from wicket.wire.mongo import (
-    Access,
     Message,
     MessageFramer,
     OpCompressed,
@@ -446,8 +445,9 @@ class MongoSession:
                     body=_raw_body(message),
                 )
             )
-            if info.access is Access.HANDSHAKE and info.name in HELLO_NAMES:
+            if handshake_command(message) is not None:
                 # a later hello/isMaster gets the first one's answer: nothing reaches the db
+                # (whatever the inspector made of it: unknown ones too)
                 if expects_reply(message):
                     answer = self._hello_answer(message)
                     self.counters.messages_from_server += 1

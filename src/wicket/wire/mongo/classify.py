@@ -89,6 +89,7 @@ class Collector:
             self.widened_by = reason
 
     def add(self, namespace: Namespace) -> None:
+        """Record a namespace the command touches (once)."""
         if namespace not in self.namespaces:
             self.namespaces.append(namespace)
 
@@ -97,6 +98,7 @@ class Collector:
 
 
 def valid_database(name: object) -> str:
+    """`name` if it can be a database name (MongoDB's rules), else Unclassified."""
     if not isinstance(name, str):
         raise Unclassified
     if name == EXTERNAL_DATABASE:
@@ -111,6 +113,7 @@ def valid_database(name: object) -> str:
 
 
 def valid_collection(name: object) -> str:
+    """`name` if it can be a real collection name (no `$` pseudo-collections)."""
     if (
         not isinstance(name, str)
         or not name
@@ -123,11 +126,12 @@ def valid_collection(name: object) -> str:
 
 
 def collection_namespace(database: str, name: object) -> Namespace:
+    """The namespace of collection `name` in `database`, both names checked."""
     return Namespace(valid_database(database), valid_collection(name))
 
 
 def full_namespace(full_name: object) -> Namespace:
-    """ "db.coll" (as renameCollection, dataSize and bulkWrite nsInfo take it)."""
+    """A "db.coll" full name (as renameCollection, dataSize and bulkWrite nsInfo take it)."""
     if not isinstance(full_name, str) or "." not in full_name:
         raise Unclassified
     database, _, collection = full_name.partition(".")
@@ -135,4 +139,5 @@ def full_namespace(full_name: object) -> Namespace:
 
 
 def is_one(value: object) -> bool:
+    """Whether a command value is the number 1 (`aggregate: 1`), booleans excluded."""
     return isinstance(value, int | float) and not isinstance(value, bool) and value == 1

@@ -72,6 +72,7 @@ SERVER_STAGES = frozenset(
 
 
 def inspect_pipeline(collector: Collector, pipeline: object, database: str, depth: int) -> None:
+    """Record what `pipeline` (run in `database`, nested `depth` deep) reaches."""
     if depth > MAX_PIPELINE_DEPTH or not isinstance(pipeline, list):
         raise Unclassified
     for stage in pipeline:
