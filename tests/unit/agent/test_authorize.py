@@ -381,6 +381,14 @@ def test_list_databases_is_narrowed_without_the_grant() -> None:
     assert narrowed.allowed and narrowed.narrow_databases
     full = decide([ACCESS, DBA], {"db_names": ["test"]}, message)
     assert full.allowed and not full.narrow_databases
+    # a filter runs over the hidden databases too (an oracle for their names): grant only
+    oracle = {"$expr": {"$cond": [{"$eq": ["$name", "secret"]}, {"$divide": [1, 0]}, True]}}
+    filtered = opmsg({"listDatabases": 1, "filter": oracle, "$db": "admin"})
+    refused = decide([ACCESS], {"db_names": ["test"]}, filtered)
+    assert not refused.allowed and "filter" in refused.reason
+    assert decide([ACCESS, DBA], {"db_names": ["test"]}, filtered).allowed
+    empty = opmsg({"listDatabases": 1, "filter": {}, "$db": "admin"})
+    assert decide([ACCESS], {"db_names": ["test"]}, empty).narrow_databases
 
 
 def test_grant_counts_only_for_matching_labels_and_says_which_role() -> None:

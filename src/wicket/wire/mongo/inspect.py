@@ -307,6 +307,16 @@ def _users_or_roles_info(
     return Access.USER_ADMIN
 
 
+def _list_databases(
+    collector: Collector, command: Mapping[str, Any], database: str, value: object
+) -> Access:
+    # Narrowing drops hidden databases from the reply, but a filter runs over all of them
+    # first: one that fails on a name ({$expr: ...}) would tell which databases exist.
+    if command.get("filter") not in (None, {}):
+        collector.widen("a filter (it runs over every database, hidden ones too)")
+    return Access.CLUSTER
+
+
 def _hello(
     collector: Collector, command: Mapping[str, Any], database: str, value: object
 ) -> Access:
@@ -373,7 +383,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "listCollections": _namespaced(_on_database(Access.READ)),
     "dbStats": _namespaced(_on_database(Access.READ)),
     # every database's name: allowed, the reply narrowed to the databases the roles allow
-    "listDatabases": CommandSpec(Scope.SERVER_LISTING, _no_namespace(Access.CLUSTER)),
+    "listDatabases": CommandSpec(Scope.SERVER_LISTING, _list_databases),
     # users and roles: credentials made inside the database work without Wicket, and
     # usersInfo shows (with showCredentials, the secrets of) the shared db users
     "createUser": _server(_user_admin),
