@@ -144,10 +144,15 @@ class RoleOptions(_Model):
 
     `allow_unknown_commands` lets database commands the inspector cannot classify through
     for databases this role's `db_labels` match; off by default (they are refused).
+    `allow_server_commands` is the only grant for server-wide commands (other sessions'
+    operations, logs, server settings, user management, every database's names): for
+    databases this role's `db_labels` match; off by default, since no `db_names` entry
+    can say "the whole server".
     """
 
     max_session_ttl: Duration | None = None
     allow_unknown_commands: bool = False
+    allow_server_commands: bool = False
 
 
 class RoleSpec(_Model):
@@ -374,6 +379,7 @@ class _ResolvedRole:
     max_session_ttl: timedelta | None
     db_labels: Mapping[str, Sequence[str]] = field(default_factory=dict)
     allow_unknown_commands: bool = False
+    allow_server_commands: bool = False
 
 
 def labels_match(selector: Mapping[str, Sequence[str]], labels: Mapping[str, str]) -> bool:
@@ -427,6 +433,7 @@ class AccessChecker:
                 max_session_ttl=role.spec.options.max_session_ttl,
                 db_labels=role.spec.allow.db_labels,
                 allow_unknown_commands=role.spec.options.allow_unknown_commands,
+                allow_server_commands=role.spec.options.allow_server_commands,
             )
             for role in roles
         )
@@ -545,6 +552,13 @@ class AccessChecker:
             role.allow_unknown_commands and labels_match(role.db_labels, labels)
             for role in self._roles
         )
+
+    def server_commands_grant(self, labels: Mapping[str, str]) -> str | None:
+        """The role whose db_labels match this database and that grants server-wide commands."""
+        for role in self._roles:
+            if role.allow_server_commands and labels_match(role.db_labels, labels):
+                return role.name
+        return None
 
     def max_session_ttl(self) -> timedelta | None:
         """The smallest `max_session_ttl` of the user's roles (caps certificate TTL)."""

@@ -466,3 +466,33 @@ def test_bad_durations(text: str) -> None:
 def test_duration_round_trip(seconds: int) -> None:
     value = timedelta(seconds=seconds)
     assert parse_duration(format_duration(value)) == value
+
+
+def test_allow_server_commands_option() -> None:
+    granted = Role.model_validate(
+        {
+            "kind": "role",
+            "version": "v1",
+            "metadata": {"name": "dba"},
+            "spec": {
+                "options": {"allow_server_commands": True},
+                "allow": {"db_labels": {"env": ["dev", "staging-*"]}},
+            },
+        }
+    )
+    assert granted.spec.options.allow_server_commands is True
+    assert Role.model_validate(granted.to_resource()) == granted
+    assert role("plain").spec.options.allow_server_commands is False
+    assert "allow_server_commands" not in role("plain").to_resource()["spec"]["options"]
+    checker = AccessChecker([BUILTIN_ROLES["access"], granted], {})
+    assert checker.server_commands_grant({"env": "staging-eu"}) == "dba"
+    assert checker.server_commands_grant({"env": "prod"}) is None
+    with pytest.raises(ValidationError):
+        Role.model_validate(
+            {
+                "kind": "role",
+                "version": "v1",
+                "metadata": {"name": "x"},
+                "spec": {"options": {"allow_server_commands": "maybe"}},
+            }
+        )

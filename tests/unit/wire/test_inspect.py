@@ -8,6 +8,8 @@ from typing import Any
 import bson
 import pytest
 from bson.int64 import Int64
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wicket.errors import RemoteProtocolError
 from wicket.wire.mongo import (
@@ -16,6 +18,7 @@ from wicket.wire.mongo import (
     Compressor,
     DocumentSequence,
     Namespace,
+    Scope,
     compress_message,
     decode_message,
     encode_op_delete,
@@ -51,6 +54,11 @@ KNOWN: list[tuple[dict[str, Any], str, list[str], Access]] = [
     ({"distinct": "c", "key": "a"}, "t", ["t.c"], R),
     ({"getMore": Int64(5), "collection": "c"}, "t", ["t.c"], R),
     ({"getMore": 5, "collection": "c"}, "t", ["t.c"], R),
+    ({"getMore": 5, "collection": "$cmd.listCollections"}, "t", ["t"], R),
+    ({"getMore": 5, "collection": "$cmd.aggregate"}, "t", ["t"], R),
+    ({"getMore": 5, "collection": "$cmd.listIndexes.c"}, "t", ["t.c"], R),
+    ({"killCursors": "$cmd.aggregate", "cursors": [Int64(5)]}, "t", ["t"], R),
+    ({"killCursors": "$cmd.listCollections", "cursors": [Int64(5)]}, "t", ["t"], R),
     ({"killCursors": "c", "cursors": [Int64(5)]}, "t", ["t.c"], R),
     ({"listIndexes": "c"}, "t", ["t.c"], R),
     ({"createIndexes": "c", "indexes": []}, "t", ["t.c"], A),
@@ -110,6 +118,7 @@ KNOWN: list[tuple[dict[str, Any], str, list[str], Access]] = [
     ({"revokeRolesFromUser": "u", "roles": ["read"]}, "t", ["t"], Access.USER_ADMIN),
     ({"createRole": "r", "privileges": [], "roles": []}, "t", ["t"], Access.USER_ADMIN),
     ({"rolesInfo": 1}, "t", ["t"], Access.USER_ADMIN),
+    ({"usersInfo": 1, "forAllDBs": True}, "admin", ["admin"], Access.USER_ADMIN),
     # auth
     ({"saslStart": 1, "mechanism": "SCRAM-SHA-256", "payload": b""}, "admin", [], Access.AUTH),
     ({"saslContinue": 1, "conversationId": 1}, "admin", [], Access.AUTH),
@@ -174,8 +183,11 @@ AGGREGATES: list[tuple[list[Any], Any, list[str], Access]] = [
     ([{"$merge": {"into": "m", "whenMatched": [{"$set": {"a": 1}}]}}], "c", ["t.c", "t.m"], W),
     ([{"$merge": "m"}], "c", ["t.c", "t.m"], W),
     ([{"$documents": [{"a": 1}]}, {"$project": {"a": 1}}], 1, ["t"], R),
-    ([{"$currentOp": {}}], 1, ["t"], Access.CLUSTER),
-    ([{"$listLocalSessions": {}}], 1, ["t"], Access.CLUSTER),
+    ([{"$currentOp": {}}], 1, [], Access.CLUSTER),
+    ([{"$listLocalSessions": {}}], 1, [], Access.CLUSTER),
+    ([{"$changeStream": {}}], 1, ["t"], R),
+    ([{"$changeStream": {}}], "c", ["t.c"], R),
+    ([{"$changeStream": {"allChangesForCluster": True}}], 1, [], Access.CLUSTER),
     ([{"$collStats": {"count": {}}}], "c", ["t.c"], R),
     ([{"$indexStats": {}}], "c", ["t.c"], R),
 ]  # fmt: skip
@@ -183,7 +195,7 @@ AGGREGATES: list[tuple[list[Any], Any, list[str], Access]] = [
 UNKNOWN: list[tuple[dict[str, Any], str]] = [
     ({"applyOps": []}, "admin"),
     ({"eval": "db.x.drop()"}, "t"),
-    ({"shutdown": 1}, "admin"),
+    ({"replSetReconfig": {}}, "admin"),
     ({"fooBar": 1}, "t"),
     ({}, "t"),
     ({"find": 5}, "t"),
@@ -225,7 +237,12 @@ UNKNOWN: list[tuple[dict[str, Any], str]] = [
     ({"mapReduce": "c"}, "t"),
     ({"createUser": "u", "roles": [{"db": "admin"}]}, "t"),
     ({"createUser": "u", "roles": "root"}, "t"),
-    ({"usersInfo": 1, "forAllDBs": True}, "admin"),
+    ({"aggregate": 1, "pipeline": [{"$changeStream": True}]}, "t"),
+    ({"getMore": 5, "collection": "$cmd.find"}, "t"),
+    ({"getMore": 5, "collection": "$cmd.listCollections.x"}, "t"),
+    ({"getMore": 5, "collection": "$cmd.listIndexes."}, "t"),
+    ({"getMore": 5, "collection": "$cmd.listIndexes.$x"}, "t"),
+    ({"killCursors": "$cmd.sys.inprog", "cursors": []}, "t"),
     ({"cloneCollectionAsCapped": "a", "size": 1}, "t"),
     ({"create": "v", "viewOn": 5}, "t"),
     ({"create": "v", "viewOn": "s", "pipeline": [{"$merge": {"into": 1}}]}, "t"),
@@ -237,8 +254,12 @@ def test_known_commands(
     command: dict[str, Any], database: str, namespaces: list[str], access: Access
 ) -> None:
     info = inspect_command(command, database)
-    assert info == CommandInfo(
-        next(iter(command)), database, tuple(ns(n) for n in namespaces), access, known=True
+    assert (info.name, info.database, info.namespaces, info.access, info.known) == (
+        next(iter(command)),
+        database,
+        tuple(ns(n) for n in namespaces),
+        access,
+        True,
     )
 
 
@@ -259,15 +280,16 @@ def test_unknown_or_malformed_is_never_guessed(command: dict[str, Any], database
 
 
 def test_every_table_command_is_covered_by_a_test() -> None:
-    from wicket.wire.mongo.inspect import COMMANDS
+    from wicket.wire.mongo.inspect import _SERVER_WIDE, COMMANDS
 
     tested = {next(iter(c)) for c, *_ in KNOWN} | {"aggregate"}
     untested = set(COMMANDS) - tested
     # A few have the same handler as a tested sibling.
+    untested = {name for name in untested if COMMANDS[name] is not _SERVER_WIDE}
     assert untested <= {
         "updateRole", "dropRole", "dropAllRolesFromDatabase", "grantRolesToRole",
         "revokeRolesFromRole", "grantPrivilegesToRole", "revokePrivilegesFromRole", "features",
-        "replSetGetStatus", "getDefaultRWConcern",
+        "replSetGetStatus", "getDefaultRWConcern", "killAllSessions", "killAllSessionsByPattern",
     }  # fmt: skip
 
 
@@ -292,7 +314,7 @@ def _inspect(data: bytes) -> CommandInfo:
 
 def test_op_msg_uses_db() -> None:
     info = _inspect(encode_op_msg({"find": "c", "$db": "shop"}, request_id=1))
-    assert info == CommandInfo("find", "shop", (ns("shop.c"),), R, known=True)
+    assert info == CommandInfo("find", "shop", (ns("shop.c"),), R, True, Scope.NAMESPACE)
 
 
 def test_op_msg_without_db_is_a_protocol_error() -> None:
@@ -326,11 +348,11 @@ def test_op_msg_insert_documents_sequence_is_not_needed() -> None:
 
 def test_op_query_command_and_wrappers() -> None:
     info = _inspect(encode_op_query("admin.$cmd", {"isMaster": 1}, request_id=1))
-    assert info == CommandInfo("isMaster", "admin", (), Access.HANDSHAKE, known=True)
+    assert info == CommandInfo("isMaster", "admin", (), Access.HANDSHAKE, True, Scope.CONNECTION)
     for wrapper in ("$query", "query"):
         wrapped = {wrapper: {"count": "c"}, "$readPreference": {"mode": "primary"}}
         info = _inspect(encode_op_query("t.$cmd", wrapped, request_id=1))
-        assert info == CommandInfo("count", "t", (ns("t.c"),), R, known=True)
+        assert info == CommandInfo("count", "t", (ns("t.c"),), R, True, Scope.NAMESPACE)
 
 
 def test_op_query_command_with_conflicting_db_is_unknown() -> None:
@@ -340,20 +362,21 @@ def test_op_query_command_with_conflicting_db_is_unknown() -> None:
 
 def test_op_query_legacy_find() -> None:
     info = _inspect(encode_op_query("t.c.d", {"a": 1}, request_id=1))
-    assert info == CommandInfo("find", "t", (ns("t.c.d"),), R, known=True)
+    assert info == CommandInfo("find", "t", (ns("t.c.d"),), R, True, Scope.NAMESPACE)
     assert not _inspect(encode_op_query("nodot", {}, request_id=1)).known
-    assert not _inspect(encode_op_query("admin.$cmd.sys.inprog", {}, request_id=1)).known
+    inprog = _inspect(encode_op_query("admin.$cmd.sys.inprog", {}, request_id=1))
+    assert inprog.name == "currentOp" and inprog.scope is Scope.SERVER
 
 
 def test_legacy_opcodes() -> None:
     assert _inspect(encode_op_get_more("t.c", 5, request_id=1)) == CommandInfo(
-        "getMore", "t", (ns("t.c"),), R, known=True
+        "getMore", "t", (ns("t.c"),), R, True, Scope.NAMESPACE
     )
     assert _inspect(encode_op_insert("t.c", [{}], request_id=1)).access is W
     assert _inspect(encode_op_update("t.c", {}, {}, request_id=1)).namespaces == (ns("t.c"),)
     assert _inspect(encode_op_delete("o.c", {}, request_id=1)).namespaces == (ns("o.c"),)
     info = _inspect(encode_op_kill_cursors([1], request_id=1))
-    assert info.known and info.namespaces == ()
+    assert info.known and info.namespaces == () and info.scope is Scope.SERVER
 
 
 def test_compressed_and_reply_are_protocol_errors() -> None:
@@ -377,7 +400,7 @@ def test_repeated_command_field_is_unknown() -> None:
     body = _document(("find", "secret"), ("find", "allowed"), ("$db", "t"))
     assert bson.decode(body)["find"] == "allowed"  # what a naive dict decode would check
     info = _inspect(encode_op_msg(body, request_id=1))
-    assert info == CommandInfo("find", "t", (), Access.UNKNOWN, known=False)
+    assert info == CommandInfo("find", "t", (), Access.UNKNOWN, False, Scope.NAMESPACE)
 
 
 def test_repeated_db_is_unknown() -> None:
@@ -414,4 +437,158 @@ def test_repeated_field_in_a_sequence_document_is_unknown() -> None:
 def test_repeated_field_in_op_query_command_is_unknown() -> None:
     query = _document(("count", "secret"), ("count", "ok"))
     info = _inspect(encode_op_query("t.$cmd", query, request_id=1))
-    assert info == CommandInfo("count", "t", (), Access.UNKNOWN, known=False)
+    assert info == CommandInfo("count", "t", (), Access.UNKNOWN, False, Scope.NAMESPACE)
+
+
+# --- scopes: every table entry has one; server-wide is never authorized by $db -------
+
+C, N, S, L = Scope.CONNECTION, Scope.NAMESPACE, Scope.SERVER, Scope.SERVER_LISTING
+
+# The scope of every command in the table, spelled out: changing one is a reviewed change.
+EXPECTED_SCOPES: dict[Scope, set[str]] = {
+    C: {
+        "saslStart", "saslContinue", "authenticate", "logout", "getnonce", "hello", "isMaster",
+        "ismaster", "ping", "buildInfo", "buildinfo", "connectionStatus", "whatsmyuri",
+        "listCommands", "getLastError", "atlasVersion", "features", "endSessions",
+        "startSession", "refreshSessions", "abortTransaction", "commitTransaction",
+    },
+    N: {
+        "find", "count", "distinct", "listIndexes", "collStats", "killCursors", "getMore",
+        "dataSize", "insert", "update", "delete", "findAndModify", "findandmodify", "aggregate",
+        "mapReduce", "explain", "bulkWrite", "createIndexes", "dropIndexes", "create", "collMod",
+        "drop", "validate", "compact", "reIndex", "convertToCapped", "cloneCollectionAsCapped",
+        "renameCollection", "dropDatabase", "listCollections", "dbStats",
+    },
+    S: {
+        "createUser", "updateUser", "dropUser", "dropAllUsersFromDatabase", "grantRolesToUser",
+        "revokeRolesFromUser", "createRole", "updateRole", "dropRole", "dropAllRolesFromDatabase",
+        "grantRolesToRole", "revokeRolesFromRole", "grantPrivilegesToRole",
+        "revokePrivilegesFromRole", "usersInfo", "rolesInfo", "getParameter", "setParameter",
+        "hostInfo", "serverStatus", "getLog", "getCmdLineOpts", "currentOp", "killOp",
+        "getFreeMonitoringStatus", "lockInfo", "top", "replSetGetStatus", "replSetGetConfig",
+        "replSetStepDown", "replSetFreeze", "getDefaultRWConcern", "setDefaultRWConcern",
+        "setFeatureCompatibilityVersion", "getDiagnosticData", "connPoolStats", "profile",
+        "logRotate", "fsync", "fsyncUnlock", "shutdown", "killSessions", "killAllSessions",
+        "killAllSessionsByPattern",
+    },
+    L: {"listDatabases"},
+}  # fmt: skip
+
+
+def test_every_table_entry_has_its_expected_scope() -> None:
+    from wicket.wire.mongo.inspect import COMMANDS, CommandSpec
+
+    actual: dict[Scope, set[str]] = {}
+    for name, spec in COMMANDS.items():
+        assert isinstance(spec, CommandSpec) and isinstance(spec.scope, Scope), name
+        actual.setdefault(spec.scope, set()).add(name)
+    assert actual == EXPECTED_SCOPES
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_SCOPES[S]))
+def test_server_wide_commands_report_server_scope_on_any_database(name: str) -> None:
+    for database in ("admin", "test"):
+        info = inspect_command({name: 1}, database)
+        assert info.scope is Scope.SERVER, info
+
+
+# (command, database, what widened it) - a namespaced command reaching the whole server
+WIDENED: list[tuple[dict[str, Any], str, str]] = [
+    ({"aggregate": 1, "pipeline": [{"$currentOp": {"allUsers": True}}], "cursor": {}},
+     "admin", "stage $currentOp"),
+    ({"aggregate": 1, "pipeline": [{"$currentOp": {}}, {"$match": {}}], "cursor": {}},
+     "test", "stage $currentOp"),
+    ({"aggregate": 1, "pipeline": [{"$listSessions": {"allUsers": True}}]}, "config",
+     "stage $listSessions"),
+    ({"aggregate": 1, "pipeline": [{"$listLocalSessions": {}}]}, "admin",
+     "stage $listLocalSessions"),
+    ({"aggregate": 1, "pipeline": [{"$changeStream": {"allChangesForCluster": True}}]},
+     "admin", "allChangesForCluster"),
+    ({"aggregate": "c", "pipeline": [{"$facet": {"x": [{"$listLocalSessions": {}}]}}]}, "t",
+     "stage $listLocalSessions"),
+    ({"explain": {"aggregate": 1, "pipeline": [{"$currentOp": {}}], "cursor": {}}}, "admin",
+     "stage $currentOp"),
+    ({"usersInfo": 1, "forAllDBs": True}, "admin", ""),
+    ({"getMore": Int64(7), "collection": "$cmd.aggregate"}, "admin", "aggregation on admin"),
+    ({"killCursors": "$cmd.aggregate", "cursors": [Int64(7)]}, "admin", "aggregation on admin"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("command", "database", "reason"), WIDENED)
+def test_options_and_stages_that_reach_the_server_widen_the_scope(
+    command: dict[str, Any], database: str, reason: str
+) -> None:
+    info = inspect_command(command, database)
+    assert info.known, info
+    assert info.scope is Scope.SERVER
+    assert reason in info.widened_by
+    assert Namespace(database) not in info.namespaces or next(iter(command)) == "usersInfo"
+
+
+def test_namespaced_variants_stay_namespaced() -> None:
+    for command, database in [
+        ({"aggregate": 1, "pipeline": [{"$changeStream": {}}], "cursor": {}}, "test"),
+        ({"aggregate": "c", "pipeline": [{"$changeStream": {"fullDocument": "updateLookup"}}]},
+         "test"),
+        ({"aggregate": 1, "pipeline": [{"$documents": [{}]}], "cursor": {}}, "test"),
+        ({"getMore": Int64(7), "collection": "$cmd.aggregate"}, "test"),
+        ({"find": "c"}, "admin"),
+    ]:  # fmt: skip
+        info = inspect_command(command, database)
+        assert info.known and info.scope is Scope.NAMESPACE, info
+        assert info.namespaces
+
+
+def test_a_malformed_server_wide_command_stays_server_wide() -> None:
+    for command in (
+        {"usersInfo": 5},
+        {"createUser": "u", "roles": "root"},
+        {"aggregate": 1, "pipeline": [{"$currentOp": {}}, {"$evil": {}}]},
+    ):
+        info = inspect_command(command, "admin")
+        assert not info.known
+        assert info.scope is Scope.SERVER
+    # ... also when the whole message is unreadable (a repeated field)
+    body = _document(("usersInfo", 1), ("usersInfo", 2), ("$db", "admin"))
+    assert _inspect(encode_op_msg(body, request_id=1)).scope is Scope.SERVER
+
+
+def test_legacy_get_more_on_command_cursors() -> None:
+    for full_name, namespace in [
+        ("t.$cmd.listCollections", ns("t")),
+        ("t.$cmd.aggregate", ns("t")),
+        ("t.$cmd.listIndexes.c", ns("t.c")),
+    ]:
+        info = _inspect(encode_op_get_more(full_name, 5, request_id=1))
+        assert info == CommandInfo("getMore", "t", (namespace,), R, True, Scope.NAMESPACE)
+    cluster = _inspect(encode_op_get_more("admin.$cmd.aggregate", 5, request_id=1))
+    assert cluster.known and cluster.scope is Scope.SERVER
+    for bad in ("t.$cmd.sys.inprog", "t.$cmd", "t.$evil", "$x.$cmd.aggregate"):
+        assert not _inspect(encode_op_get_more(bad, 5, request_id=1)).known, bad
+
+
+@given(
+    name=st.sampled_from(sorted(EXPECTED_SCOPES[S])),
+    extra=st.dictionaries(
+        st.text(min_size=1, max_size=12).filter(lambda k: k[0] != "$" and "\x00" not in k),
+        st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8)),
+        max_size=4,
+    ),
+    database=st.sampled_from(["admin", "test", "local", "config"]),
+)
+def test_no_field_makes_a_server_wide_command_narrower(
+    name: str, extra: dict[str, Any], database: str
+) -> None:
+    command = {name: 1, **{k: v for k, v in extra.items() if k != name}}
+    assert inspect_command(command, database).scope is Scope.SERVER
+
+
+@given(collection=st.text(max_size=40).map(lambda text: "$" + text))
+def test_only_the_known_command_cursors_are_dollar_collections(collection: str) -> None:
+    info = inspect_command({"getMore": Int64(1), "collection": collection}, "t")
+    known_forms = collection in ("$cmd.listCollections", "$cmd.aggregate") or (
+        collection.startswith("$cmd.listIndexes.")
+    )
+    if info.known:
+        assert known_forms
+        assert all(n.database == "t" for n in info.namespaces)

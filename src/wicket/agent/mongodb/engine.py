@@ -5,12 +5,14 @@
 2. Read the client's handshake, connect upstream with the client's own metadata and
    compression list, and authenticate as the db user: MONGODB-AWS with the IAM
    role for DocumentDB, MONGODB-X509 with a fresh client certificate otherwise.
-   Answer the client's handshake with the database's (topology fields removed: the
-   client always sees one server).
+   Answer the client's handshake with the database's (topology and private fields
+   removed: the client always sees one server); every later hello/isMaster of the
+   session is answered the same way and never reaches the database (handshake.py).
 3. Relay both ways. Client → database: frame, inspect (inner message of
    OP_COMPRESSED), authorize, audit, forward the ORIGINAL bytes; refused messages get
    an error reply in the client's format and the session goes on. Database → client:
-   whole frames as they come (moreToCome and exhaust replies stream on their own).
+   whole frames as they come (moreToCome and exhaust replies stream on their own),
+   except a narrowed listDatabases reply (listing.py).
 """
 
 from __future__ import annotations
@@ -22,19 +24,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
 
 from wicket.agent.mongodb.authorize import UNAUTHORIZED, MessageAuthorizer
 from wicket.agent.mongodb.aws_sasl import authenticate_mongodb_aws
+from wicket.agent.mongodb.handshake import handshake_answer, handshake_command
 from wicket.agent.mongodb.iam import IamAuthenticator, db_user_role_arn, role_session_name
+from wicket.agent.mongodb.listing import DatabaseListings
 from wicket.agent.mongodb.upstream import (
     UpstreamConnection,
     authenticate_x509,
     connect_upstream,
-    direct_hello_fields,
 )
 from wicket.audit.events import AuditEvent, SessionAudit, SessionCounters
 from wicket.auth.databases import Database
@@ -52,8 +55,6 @@ from wicket.wire.mongo import (
     OpQuery,
     decode_message,
     decompress_message,
-    encode_op_msg,
-    encode_op_reply,
     error_reply_for,
     expects_reply,
     inspect_message,
@@ -67,8 +68,6 @@ IDLE_TIMEOUT = 24 * 3600.0
 WRITE_TIMEOUT = 60.0
 HANDSHAKE_LIMIT = 1024 * 1024
 HELLO_NAMES = frozenset({"hello", "isMaster", "ismaster"})
-# What the client must not learn or set through our handshake answer.
-HELLO_PRIVATE = frozenset({"speculativeAuthenticate", "saslSupportedMechs"})
 
 RoleLookup = Callable[[str], Awaitable[Role]]
 DatabaseLookup = Callable[[str], Awaitable[Database]]
@@ -187,6 +186,7 @@ class MongoSession:
         self.audit: SessionAudit | None = None
         self.upstream: UpstreamConnection | None = None
         self.started = time.monotonic()
+        self.listings = DatabaseListings()  # listDatabases replies to narrow (listing.py)
 
     # -- authorization ---------------------------------------------------------------
 
@@ -295,18 +295,10 @@ class MongoSession:
         await asyncio.wait_for(self.client_writer.drain(), WRITE_TIMEOUT)
 
     def _hello_answer(self, request: Message) -> bytes:
+        """Every handshake of the session is answered here (handshake.py says why)."""
         assert self.upstream is not None
-        reply = {
-            k: v
-            for k, v in direct_hello_fields(self.upstream.hello).items()
-            if k not in HELLO_PRIVATE
-        }
-        if isinstance(request, OpQuery):
-            return encode_op_reply(
-                [reply], request_id=self._next_id(), response_to=request.header.request_id
-            )
-        return encode_op_msg(
-            reply, request_id=self._next_id(), response_to=request.header.request_id
+        return handshake_answer(
+            request, self.upstream.hello, request_id=self._next_id(), now=datetime.now(UTC)
         )
 
     async def _refuse(self, request: Message | None, message: str) -> None:
@@ -453,6 +445,21 @@ class MongoSession:
                     body=_raw_body(message),
                 )
             )
+            if handshake_command(message) is not None:
+                # a later hello/isMaster gets the first one's answer: nothing reaches the db
+                # (whatever the inspector made of it: unknown ones too)
+                if expects_reply(message):
+                    answer = self._hello_answer(message)
+                    self.counters.messages_from_server += 1
+                    self.counters.bytes_from_server += len(answer)
+                    await self._send_client(answer)
+                continue
+            narrowed = decision.narrow_databases and expects_reply(message)
+            if narrowed and not self.listings.expect(
+                message.header.request_id, authorizer.allows_database
+            ):
+                await self._refuse(message, "too many listDatabases requests await their reply")
+                continue
             upstream.writer.write(data)  # the original bytes, compressed or not
             await asyncio.wait_for(upstream.writer.drain(), WRITE_TIMEOUT)
 
@@ -466,4 +473,4 @@ class MongoSession:
                 return
             self.counters.messages_from_server += 1
             self.counters.bytes_from_server += len(data)
-            await self._send_client(data)
+            await self._send_client(self.listings.relay(data))

@@ -25,6 +25,7 @@ from wicket.wire.mongo.inspect import (
     Access,
     CommandInfo,
     Namespace,
+    Scope,
     inspect_command,
     inspect_message,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "OpUpdate",
     "QueryFlags",
     "ReplyFlags",
+    "Scope",
     "compress_message",
     "decode_document",
     "decode_message",
