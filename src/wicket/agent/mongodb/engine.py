@@ -7,6 +7,11 @@
    role for DocumentDB, MONGODB-X509 with a fresh client certificate otherwise.
    Answer the client's handshake with the database's (topology fields removed: the
    client always sees one server).
+   With live authorization (`wicket.agent.live_sessions`), step 1 decides on the
+   agent's mirror of the CURRENT users, roles and locks, and the session stays
+   registered: when it loses its rights (certificate expiry, `max_session_ttl`, user
+   deleted, lock, role change) the request in flight gets an Unauthorized error reply
+   saying why ("session ended: ...") and both sides are closed.
 3. Relay both ways. Client → database: frame, inspect (inner message of
    OP_COMPRESSED), authorize, audit, forward the ORIGINAL bytes; refused messages get
    an error reply in the client's format and the session goes on. Database → client:
@@ -27,7 +32,9 @@ from typing import Any
 
 from cryptography import x509
 
-from wicket.agent.mongodb.authorize import UNAUTHORIZED, MessageAuthorizer
+from wicket.agent.access import SessionSubject
+from wicket.agent.live_sessions import SessionRegistry
+from wicket.agent.mongodb.authorize import UNAUTHORIZED, MessageAuthorizer, MessageDecision
 from wicket.agent.mongodb.aws_sasl import authenticate_mongodb_aws
 from wicket.agent.mongodb.iam import IamAuthenticator, db_user_role_arn, role_session_name
 from wicket.agent.mongodb.upstream import (
@@ -39,12 +46,14 @@ from wicket.agent.mongodb.upstream import (
 from wicket.audit.events import AuditEvent, SessionAudit, SessionCounters
 from wicket.auth.databases import Database
 from wicket.auth.roles import AccessChecker, Role
+from wicket.auth.store import utc_now
 from wicket.errors import AccessDenied, BadParameter, ProtocolError, WicketError
 from wicket.identity import Identity, IdentityKind
 from wicket.pki.authority import verify_certificate
 from wicket.pki.pem import load_certificate
 from wicket.tunnel.protocol import SessionHeader
 from wicket.wire.mongo import (
+    CommandInfo,
     Message,
     MessageFramer,
     OpCompressed,
@@ -103,6 +112,7 @@ class EngineContext:
     connect_timeout: float = 10.0
     nameservers: list[tuple[str, int]] | None = None
     request_ids: Any = field(default_factory=lambda: itertools.count(1 << 24))
+    sessions: SessionRegistry | None = None  # live authorization (None: decided once)
 
 
 @dataclass
@@ -126,6 +136,39 @@ class Traffic:
 
 class SessionRefused(AccessDenied):
     """The session may not start; the message says why."""
+
+
+class SessionEnded(AccessDenied):
+    """An open session lost its rights; the message says why ("session ended: ...")."""
+
+
+def message_authorizer(checker: AccessChecker, labels: Mapping[str, str]) -> MessageAuthorizer:
+    """Per-message checks for one set of rights on one database."""
+    return MessageAuthorizer(
+        checker, labels, allow_unknown_commands=checker.allows_unknown_commands(labels)
+    )
+
+
+class LiveAuthorizer:
+    """A session's per-message checks; every one must allow (current rights AND the
+    certificate's), and the set is replaced when roles change (`reauthorize`)."""
+
+    def __init__(self, authorizers: tuple[MessageAuthorizer, ...]) -> None:
+        self.authorizers = authorizers
+
+    def check(self, info: CommandInfo) -> MessageDecision:
+        """The first refusal, else the last decision (allowed)."""
+        decision = MessageDecision(False, "no rights")
+        for authorizer in self.authorizers:
+            decision = authorizer.check(info)
+            if not decision.allowed:
+                return decision
+        return decision
+
+
+def _response_to(frame: bytes) -> int:
+    """The responseTo field of a message header (bytes 8-11, little-endian)."""
+    return int.from_bytes(frame[8:12], "little", signed=True)
 
 
 async def _read_frame(
@@ -187,6 +230,11 @@ class MongoSession:
         self.audit: SessionAudit | None = None
         self.upstream: UpstreamConnection | None = None
         self.started = time.monotonic()
+        self._subject: SessionSubject | None = None
+        self._authorizer: LiveAuthorizer | None = None
+        self._relay: asyncio.Task[None] | None = None
+        self._end_reason: str | None = None
+        self._in_flight: Message | None = None  # the last forwarded request awaiting a reply
 
     # -- authorization ---------------------------------------------------------------
 
@@ -204,32 +252,78 @@ class MongoSession:
             raise AccessDenied("the proxy's route does not match the user's certificate")
         return identity
 
-    async def _authorize(self, identity: Identity) -> tuple[Database, MessageAuthorizer]:
+    async def _authorize(self, identity: Identity) -> tuple[Database, LiveAuthorizer]:
         route = identity.route
         assert route is not None
         database = await self.context.database(route.service)
-        roles = [await self.context.role(name) for name in identity.roles]
-        checker = AccessChecker(roles, identity.traits)
-        decision = checker.check_database(database.labels)
-        if not decision.allowed:
-            raise SessionRefused(f'access to database "{database.name}" denied: {decision.reason}')
-        if not route.db_user:
-            raise SessionRefused(
-                "no database user chosen: connect with --db-user "
-                f"(allowed: {', '.join(checker.allowed_db_users(database.labels)) or 'none'})"
-            )
-        decision = checker.check_db_user(database.labels, route.db_user)
-        if not decision.allowed:
-            raise SessionRefused(decision.reason)
-        if route.db_name:
-            decision = checker.check_db_name(database.labels, route.db_name)
+        self._subject = SessionSubject(
+            user=identity.name,
+            roles=identity.roles,
+            traits=identity.traits,
+            route=route,
+            labels=dict(database.labels),
+            expires=identity.expires,
+            started=utc_now(),
+        )
+        checkers: tuple[AccessChecker, ...] | None = None
+        if self.context.sessions is not None:
+            verdict, checkers = await self.context.sessions.admit(self._subject)
+            if not verdict.allowed:
+                raise SessionRefused(verdict.refused())
+        if checkers is None:  # no mirrored state (yet): the certificate's roles, fetched
+            roles = [await self.context.role(name) for name in identity.roles]
+            checkers = (AccessChecker(roles, identity.traits),)
+        for checker in checkers:
+            decision = checker.check_database(database.labels)
+            if not decision.allowed:
+                raise SessionRefused(
+                    f'access to database "{database.name}" denied: {decision.reason}'
+                )
+            if not route.db_user:
+                raise SessionRefused(
+                    "no database user chosen: connect with --db-user "
+                    f"(allowed: {', '.join(checker.allowed_db_users(database.labels)) or 'none'})"
+                )
+            decision = checker.check_db_user(database.labels, route.db_user)
             if not decision.allowed:
                 raise SessionRefused(decision.reason)
-        return database, MessageAuthorizer(
-            checker,
-            database.labels,
-            allow_unknown_commands=checker.allows_unknown_commands(database.labels),
+            if route.db_name:
+                decision = checker.check_db_name(database.labels, route.db_name)
+                if not decision.allowed:
+                    raise SessionRefused(decision.reason)
+        return database, LiveAuthorizer(
+            tuple(message_authorizer(checker, database.labels) for checker in checkers)
         )
+
+    # -- live authorization (SessionRegistry calls these) -------------------------------
+
+    @property
+    def subject(self) -> SessionSubject:
+        """Who and what this session is (set once it was authorized)."""
+        assert self._subject is not None
+        return self._subject
+
+    def end(self, reason: str) -> None:
+        """End the session: the request in flight gets `reason`, both sides are closed."""
+        if self._end_reason is None:
+            self._end_reason = reason
+            if self._relay is not None:
+                self._relay.cancel()
+
+    def reauthorize(self, checkers: tuple[AccessChecker, ...]) -> None:
+        """Check the next messages with the session's current rights."""
+        if self._authorizer is not None and self._subject is not None:
+            labels = self._subject.labels
+            self._authorizer.authorizers = tuple(message_authorizer(c, labels) for c in checkers)
+
+    def _note_request(self, message: Message) -> None:
+        if expects_reply(message):
+            self._in_flight = message
+
+    def _note_reply(self, frame: bytes) -> None:
+        request = self._in_flight
+        if request is not None and _response_to(frame) == request.header.request_id:
+            self._in_flight = None
 
     # -- upstream ----------------------------------------------------------------------
 
@@ -401,17 +495,32 @@ class MongoSession:
         self.counters.bytes_from_server += len(answer)
         await self._send_client(answer)
         framer.max_message_size = self.upstream.max_message_size
+        self._authorizer = authorizer
         downstream = asyncio.create_task(self._database_to_client())
+        self._relay = asyncio.create_task(self._client_to_database(framer, authorizer))
+        registry = self.context.sessions
         try:
-            await self._client_to_database(framer, authorizer)
+            if registry is not None:
+                registry.add(self)  # may end the session at once
+            await self._relay
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._end_reason is None or (current is not None and current.cancelling()):
+                raise
         finally:
+            if registry is not None:
+                registry.remove(self)
+            self._relay.cancel()
             downstream.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WicketError, OSError):
-                await downstream
+            for task in (self._relay, downstream):
+                with contextlib.suppress(asyncio.CancelledError, WicketError, OSError):
+                    await task
+        if self._end_reason is not None:
+            log.info("session %s: %s", self.header.session_id, self._end_reason)
+            await self._refuse(self._in_flight, self._end_reason)
+            raise SessionEnded(self._end_reason)
 
-    async def _client_to_database(
-        self, framer: MessageFramer, authorizer: MessageAuthorizer
-    ) -> None:
+    async def _client_to_database(self, framer: MessageFramer, authorizer: LiveAuthorizer) -> None:
         assert self.upstream is not None and self.audit is not None
         upstream = self.upstream
         audit = self.audit
@@ -453,6 +562,7 @@ class MongoSession:
                     body=_raw_body(message),
                 )
             )
+            self._note_request(message)
             upstream.writer.write(data)  # the original bytes, compressed or not
             await asyncio.wait_for(upstream.writer.drain(), WRITE_TIMEOUT)
 
@@ -466,4 +576,5 @@ class MongoSession:
                 return
             self.counters.messages_from_server += 1
             self.counters.bytes_from_server += len(data)
+            self._note_reply(data)
             await self._send_client(data)
