@@ -75,6 +75,7 @@ HANDSHAKE_TIMEOUT = 30.0
 IDLE_TIMEOUT = 24 * 3600.0
 WRITE_TIMEOUT = 60.0
 HANDSHAKE_LIMIT = 1024 * 1024
+END_GRACE = 1.0  # an ended session with no request in flight answers the next one within this
 HELLO_NAMES = frozenset({"hello", "isMaster", "ismaster"})
 # What the client must not learn or set through our handshake answer.
 HELLO_PRIVATE = frozenset({"speculativeAuthenticate", "saslSupportedMechs"})
@@ -517,8 +518,21 @@ class MongoSession:
                     await task
         if self._end_reason is not None:
             log.info("session %s: %s", self.header.session_id, self._end_reason)
-            await self._refuse(self._in_flight, self._end_reason)
+            request = self._in_flight or await self._next_request(framer)
+            await self._refuse(request, self._end_reason)
             raise SessionEnded(self._end_reason)
+
+    async def _next_request(self, framer: MessageFramer) -> Message | None:
+        """The client's next message, if it sends one soon (so it learns why, not just EOF)."""
+        try:
+            data = await _read_frame(self.client_reader, framer, END_GRACE)
+            if data is None:
+                return None
+            self.counters.messages_from_client += 1
+            self.counters.bytes_from_client += len(data)
+            return _inner(decode_message(data, max_message_size=framer.max_message_size))
+        except (WicketError, OSError, TimeoutError):
+            return None
 
     async def _client_to_database(self, framer: MessageFramer, authorizer: LiveAuthorizer) -> None:
         assert self.upstream is not None and self.audit is not None
