@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
 import aiohttp
 from pydantic import ValidationError
@@ -234,13 +235,12 @@ class _Collecting:
         self.locks: dict[str, Lock] = dict(view.locks) if view else {}
 
     def apply(self, line: Put | Delete) -> None:
-        table: dict[str, object]
-        if line.kind is WatchKind.USER:
-            table, cap = self.users, MAX_USERS  # type: ignore[assignment]
-        elif line.kind is WatchKind.ROLE:
-            table, cap = self.roles, MAX_ROLES  # type: ignore[assignment]
-        else:
-            table, cap = self.locks, MAX_LOCKS  # type: ignore[assignment]
+        tables: dict[WatchKind, tuple[dict[str, Any], int]] = {
+            WatchKind.USER: (self.users, MAX_USERS),
+            WatchKind.ROLE: (self.roles, MAX_ROLES),
+            WatchKind.LOCK: (self.locks, MAX_LOCKS),
+        }
+        table, cap = tables[line.kind]
         if isinstance(line, Delete):
             table.pop(line.name, None)
             return
@@ -252,7 +252,7 @@ class _Collecting:
         return AccessView(users=self.users, roles=self.roles, locks=self.locks)
 
 
-def _parse(line: Put) -> object:
+def _parse(line: Put) -> UserView | Role | Lock:
     try:
         if line.kind is WatchKind.USER:
             return UserView.from_resource(line.resource)
@@ -367,6 +367,10 @@ class AccessMirror:
             except Exception:  # a listener's bug must not stop the mirror
                 log.exception("access listener failed")
 
+    def disconnected(self) -> None:
+        """The stream is gone (the last state stays; listeners hear if it was current)."""
+        self._disconnected()
+
     def _disconnected(self) -> None:
         was_synced = self.state.synced
         self.state.stream_ended()
@@ -403,25 +407,34 @@ class AccessMirror:
             if response.status != 200:
                 body = (await response.content.read(4096)).decode(errors="replace")
                 raise WicketError(f"watch refused (HTTP {response.status}): {body}")
-            self.state.stream_started()
+            self.stream_started()
             splitter = LineSplitter()
             while True:
                 chunk = await asyncio.wait_for(response.content.readany(), self.dead_after)
                 if not chunk:
                     raise WicketError("the auth service ended the watch stream")
-                changed = False
-                for raw in splitter.feed(chunk):
-                    changed = self.state.receive(decode_line(raw)) or changed
-                if changed:
-                    if self.state.synced and not self._synced.is_set():
-                        self._synced.set()
-                        self.last_error = None
-                        view = self.state.view
-                        assert view is not None
-                        log.info(
-                            "access state synced: %d users, %d roles, %d locks",
-                            len(view.users),
-                            len(view.roles),
-                            len(view.locks),
-                        )
-                    self._notify()
+                self.apply([decode_line(raw) for raw in splitter.feed(chunk)])
+
+    def apply(self, lines: list[WatchLine]) -> None:
+        """Take lines of the current stream; listeners hear once if the state changed."""
+        changed = False
+        for line in lines:
+            changed = self.state.receive(line) or changed
+        if not changed:
+            return
+        if self.state.synced and not self._synced.is_set():
+            self._synced.set()
+            self.last_error = None
+            view = self.state.view
+            assert view is not None
+            log.info(
+                "access state synced: %d users, %d roles, %d locks",
+                len(view.users),
+                len(view.roles),
+                len(view.locks),
+            )
+        self._notify()
+
+    def stream_started(self) -> None:
+        """A new stream is open: its snapshot comes next."""
+        self.state.stream_started()
