@@ -8,7 +8,10 @@ Certificate expiry and `max_session_ttl` end a session on time. One stage for th
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,12 +24,14 @@ from pymongo.errors import PyMongoError
 
 from localdocdb.localaws import LocalAws
 from localdocdb.process import LocalDocDBProcess
-from tests.integration.cluster.test_database_routes import User
+from tests.integration.cluster.test_database_routes import PASSWORD, User
 from tests.integration.engine.test_docdb_iam_session import Setup, events_of
+from tests.integration.engine.test_wsh_db_commands import WSH, Tunnel
 from tests.support.stage import start_iam_stage
 from wicket.errors import NotFound, WicketError
 from wicket.pki.keys import private_key_pem, write_private_file
 from wicket.pki.pem import load_certificate
+from wicket.pki.pin import ca_pin
 from wicket.tlsconfig import client_context
 from wicket.wire.mongo import MessageFramer, OpMsg, decode_message, encode_op_msg
 
@@ -129,13 +134,53 @@ def refused_at_handshake(stage: Setup, user: User, cert: bytes, text: str) -> No
     assert text in str(refused.value)
 
 
+class UserTunnel:
+    """`wsh login` as the user, then `wsh proxy db --tunnel` to my-docdb (db name test)."""
+
+    def __init__(self, stage: Setup, name: str) -> None:
+        home = stage.directory / f"wsh-{name}"
+        self.env = {**os.environ, "WSH_HOME": str(home)}
+        self.env.pop("WSH_DB_PASSWORD", None)
+        info = json.loads((stage.cluster.data_dir / "admin" / "cluster.json").read_text())
+        pin = ca_pin(load_certificate(info["cas"]["host"].encode()))
+        done = subprocess.run(
+            [
+                WSH,
+                "login",
+                f"--proxy={stage.cluster.proxy_addr}",
+                f"--user={name}",
+                "--password-stdin",
+                f"--ca-pin={pin}",
+            ],
+            env=self.env,
+            input=PASSWORD + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        self.tunnel = Tunnel(self, f"--db-user={DB_USER}", "--db-name=test", "my-docdb")
+
+    def client(self) -> MongoClient[dict[str, Any]]:
+        return self.tunnel.client(serverSelectionTimeoutMS="1500")
+
+    def stop(self) -> None:
+        self.tunnel.process.terminate()
+        self.tunnel.process.wait(timeout=20)
+
+
 def test_deleting_the_user_ends_the_session(stage: Setup) -> None:
     carol = User(stage.cluster, "carol", ["access"], {"db_users": ["*"], "db_names": ["test"]})
     cert = carol.database_cert("my-docdb", DB_USER, "test")
-    with client(stage, carol, cert) as carols:
-        works_for(carols, 0.3)
-        stage.cluster.admin_call("DELETE", "/v1/users/carol")
-        error_within(carols, 'user "carol" was deleted', WITHIN)
+    tunnel = UserTunnel(stage, "carol")
+    try:
+        with tunnel.client() as carols:
+            works_for(carols, 0.3)
+            stage.cluster.admin_call("DELETE", "/v1/users/carol")
+            error_within(carols, 'user "carol" was deleted', WITHIN)
+    finally:
+        tunnel.stop()
     end_event_with(stage, "carol", 'session ended: user "carol" was deleted')
     refused_at_handshake(stage, carol, cert, 'user "carol" was deleted')
 
@@ -205,7 +250,11 @@ def test_certificate_expiry_ends_the_session(stage: Setup) -> None:
     session = RawSession(stage, erin, cert)
     try:
         assert session.ask({"hello": 1, "$db": "admin"}) is not None
-        _, errmsg = session.until_refused(10.0 + WITHIN)
+        try:
+            _, errmsg = session.until_refused(10.0 + WITHIN)
+        except AssertionError as error:
+            log = [line for line in stage.agent.log_text().splitlines() if "erin" in line]
+            raise AssertionError(f"{error}; expires {expires}; agent: {log[-5:]}") from None
         ended = datetime.now(UTC)
     finally:
         session.close()
@@ -246,9 +295,13 @@ def create_lock(stage: Setup, **body: Any) -> dict[str, Any]:
 def test_a_lock_ends_the_session_with_its_message(stage: Setup) -> None:
     gus = User(stage.cluster, "gus", ["access"], {"db_users": ["*"], "db_names": ["test"]})
     cert = gus.database_cert("my-docdb", DB_USER, "test")
-    with client(stage, gus, cert) as guss:
-        works_for(guss, 0.3)
-        create_lock(stage, user="gus", message="incident 42: credentials leaked")
-        error_within(guss, "incident 42: credentials leaked", WITHIN)
+    tunnel = UserTunnel(stage, "gus")
+    try:
+        with tunnel.client() as guss:
+            works_for(guss, 0.3)
+            create_lock(stage, user="gus", message="incident 42: credentials leaked")
+            error_within(guss, "incident 42: credentials leaked", WITHIN)
+    finally:
+        tunnel.stop()
     end_event_with(stage, "gus", "session ended: access locked (user gus")
     refused_at_handshake(stage, gus, cert, "incident 42: credentials leaked")
