@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ class Auth:
     def address(self) -> str:
         return f"127.0.0.1:{self.server.address[1]}"
 
-    def host_context(self, role: HostRole) -> object:
+    def host_context(self, role: HostRole) -> ssl.SSLContext:
         key = generate_private_key()
         cert = host_certificate_for_self(
             self.server.cluster,
@@ -91,7 +92,7 @@ async def eventually(mirror: AccessMirror, check: Callable[[AccessView], bool]) 
 
 async def test_changes_reach_the_mirror_within_two_seconds(auth: Auth) -> None:
     context = auth.host_context(HostRole.DB)
-    mirror = AccessMirror(auth.address, lambda: context)  # type: ignore[arg-type, return-value]
+    mirror = AccessMirror(auth.address, lambda: context)
     changes: list[None] = []
     mirror.add_listener(lambda: changes.append(None))
     task = asyncio.create_task(mirror.run())
@@ -122,9 +123,9 @@ async def test_changes_reach_the_mirror_within_two_seconds(auth: Auth) -> None:
 
 
 async def raw_stream(
-    auth: Auth, context: object, lines: int
+    auth: Auth, context: ssl.SSLContext, lines: int
 ) -> tuple[int, list[dict[str, object]]]:
-    connector = aiohttp.TCPConnector(ssl=context)  # type: ignore[arg-type]
+    connector = aiohttp.TCPConnector(ssl=context)
     async with (
         aiohttp.ClientSession(connector=connector) as session,
         session.get(

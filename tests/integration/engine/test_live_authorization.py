@@ -267,18 +267,20 @@ def test_max_session_ttl_caps_the_session(stage: Setup) -> None:
     put_role(stage, "capped", ["test"])
     fay = User(stage.cluster, "fay", ["capped"], {})  # a 12 h certificate
     cert = fay.database_cert("my-docdb", DB_USER, "test")
+    opened = time.monotonic()  # the agent counts from a moment after this one
     session = RawSession(stage, fay, cert)
     try:
         assert session.ask({"hello": 1, "$db": "admin"}) is not None
-        started = time.monotonic()
+        ready = time.monotonic()
         put_role(stage, "capped", ["test"], max_session_ttl="6s")
         when, errmsg = session.until_refused(6.0 + WITHIN + 1.0)
     finally:
         session.close()
-    assert errmsg.startswith("session ended: max_session_ttl (6s)")
-    assert 5.0 <= when - started <= 6.0 + WITHIN  # from the session's start, not the edit
+    assert errmsg.startswith("session ended: max_session_ttl (6s)"), errmsg
+    # from the session's start, not from the role edit
+    assert when - opened >= 6.0 and when - ready <= 6.0 + WITHIN, (when - opened, when - ready)
     end = end_event_with(stage, "fay", "session ended: max_session_ttl")
-    assert 5.5 <= end["duration_seconds"] <= 6.0 + WITHIN
+    assert end["duration_seconds"] >= 5.9, end
 
 
 def create_lock(stage: Setup, **body: Any) -> dict[str, Any]:
