@@ -149,11 +149,16 @@ class SessionRegistry:
             self.remove(session)
             session.end(verdict.ended())
             return
-        if reauthorize and view is not None:
-            checkers = effective_checkers(session.subject, view)
-            if checkers is not None:
-                session.reauthorize(checkers)
-        if verdict.recheck_at is not None:
+        if verdict.recheck_at is not None:  # armed first: nothing below may lose the timer
             delay = max(0.0, (verdict.recheck_at - self.clock()).total_seconds()) + TIMER_SLACK
             loop = asyncio.get_running_loop()
             self._sessions[session] = loop.call_later(delay, self._check, session, False)
+        if reauthorize and view is not None:
+            checkers = effective_checkers(session.subject, view)
+            if checkers is not None:
+                try:
+                    session.reauthorize(checkers)
+                except Exception:  # fail closed: a session we cannot re-check does not go on
+                    log.exception("cannot re-authorize a session of %s", session.subject.user)
+                    self.remove(session)
+                    session.end("session ended: its rights could not be re-checked")
