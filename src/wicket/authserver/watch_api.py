@@ -15,9 +15,10 @@ item's revision differs and the PUT is dropped; the DELETE that follows is dropp
 well). When the backend ends a watcher (`WatchOverflow`, `WatchExpired`, closing), the
 stream ends and the reader reconnects for a new snapshot.
 
-Limits: at most `MAX_STREAMS` streams at once; a bounded queue between the watchers and
-the writer; every write has a timeout (a reader that stops reading is dropped, and its
-watchers overflow rather than grow).
+Limits: at most `MAX_STREAMS` streams at once, `MAX_STREAMS_PER_HOST` per host id (a
+new one ends the host's oldest, which a dead peer may keep half-open); a bounded queue
+between the watchers and the writer; every write has a timeout (a reader that stops
+reading is dropped, and its watchers overflow rather than grow).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from wicket.identity import HostRole, IdentityKind
 log = logging.getLogger("wicket.auth")
 
 MAX_STREAMS = 512
+MAX_STREAMS_PER_HOST = 4  # a reconnecting host's older streams may be half-open: drop them
 QUEUE_SIZE = 1024
 WRITE_TIMEOUT = 30.0
 FLUSH_BYTES = 64 * 1024
@@ -229,7 +231,7 @@ class WatchAPI:
     def __init__(self, api: AuthAPI, backend: Backend) -> None:
         self.api = api
         self.backend = backend
-        self._streams: set[asyncio.Task[Any]] = set()
+        self._streams: dict[asyncio.Task[Any], str] = {}  # stream task -> host id
 
     def routes(self) -> list[web.RouteDef]:
         """The routes to add to the auth API application."""
@@ -244,6 +246,11 @@ class WatchAPI:
             or identity.host_role not in CALLERS
         ):
             raise AccessDenied("only database agents and proxies may watch access changes")
+        host = identity.host_id or identity.name
+        mine = [task for task, owner in self._streams.items() if owner == host]
+        for stale in mine[: max(0, len(mine) - MAX_STREAMS_PER_HOST + 1)]:
+            stale.cancel()  # oldest first (dicts keep insertion order)
+            self._streams.pop(stale, None)
         if len(self._streams) >= MAX_STREAMS:
             raise WicketError(f"too many watch streams (at most {MAX_STREAMS}); retry later")
         task = asyncio.current_task()
@@ -252,13 +259,13 @@ class WatchAPI:
             headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"}
         )
         await response.prepare(request)
-        self._streams.add(task)
+        self._streams[task] = host
         try:
             await _Stream(self.backend, response).serve()
         except (TimeoutError, ConnectionError, WicketError) as error:
             log.info("watch stream of %s ended: %s", identity.name, error or type(error).__name__)
         finally:
-            self._streams.discard(task)
+            self._streams.pop(task, None)
         with contextlib.suppress(ConnectionError, RuntimeError):
             await response.write_eof()
         return response

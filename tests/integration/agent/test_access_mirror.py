@@ -5,6 +5,7 @@ travel without secrets; only db and proxy hosts may watch."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import time
@@ -23,6 +24,7 @@ from wicket.auth.roles import Role, RoleService
 from wicket.auth.users import UserService
 from wicket.authserver.api import host_certificate_for_self
 from wicket.authserver.server import AuthServer, AuthSettings
+from wicket.authserver.watch_api import MAX_STREAMS_PER_HOST
 from wicket.backend.sqlite import SQLiteBackend
 from wicket.identity import HostRole
 from wicket.pki.keys import generate_private_key, private_key_pem
@@ -160,3 +162,26 @@ async def test_users_travel_without_secrets_and_only_hosts_may_watch(auth: Auth)
     no_cert = client_context(ca_pems=[auth.server.cluster.host.cert_pem()])
     status, _ = await raw_stream(auth, no_cert, 1)
     assert status == 403
+
+
+async def test_a_hosts_oldest_streams_end_when_it_opens_too_many(auth: Auth) -> None:
+    context = auth.host_context(HostRole.DB)
+    url = f"https://{auth.address}{WATCH_ACCESS_PATH}"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+        responses = []
+        for _ in range(MAX_STREAMS_PER_HOST + 1):
+            response = await session.get(url, server_hostname=AUTH_SERVER_NAME)
+            assert response.status == 200
+            await asyncio.wait_for(response.content.readline(), 10)  # the stream is served
+            responses.append(response)
+        oldest = responses[0]
+
+        async def drained() -> None:
+            with contextlib.suppress(aiohttp.ClientPayloadError):  # cut, not finished
+                while await oldest.content.readline():
+                    pass
+
+        await asyncio.wait_for(drained(), 10)  # ended by the server, not by a ping timeout
+        assert await asyncio.wait_for(responses[-1].content.readline(), 10)
+        for response in responses:
+            response.close()
