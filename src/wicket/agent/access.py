@@ -338,6 +338,7 @@ class AccessMirror:
         self._listeners: list[Listener] = []
         self._synced = asyncio.Event()
         self.last_error: str | None = None
+        self.streams_opened = 0  # how many times a snapshot was (re)started
 
     def add_listener(self, listener: Listener) -> None:
         """Call `listener()` after every change of the state (and at every re-sync)."""
@@ -437,4 +438,5 @@ class AccessMirror:
 
     def stream_started(self) -> None:
         """A new stream is open: its snapshot comes next."""
+        self.streams_opened += 1
         self.state.stream_started()

@@ -11,6 +11,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -61,8 +62,15 @@ class Auth:
 
 
 @pytest.fixture
-async def auth(tmp_path: Path) -> AsyncIterator[Auth]:
-    backend = await SQLiteBackend.open(tmp_path / "wicket.db")
+def watch_queue_size() -> int:
+    return 1024
+
+
+@pytest.fixture
+async def auth(tmp_path: Path, watch_queue_size: int) -> AsyncIterator[Auth]:
+    backend = await SQLiteBackend.open(
+        tmp_path / "wicket.db", sweep_interval=0.2, watch_queue_size=watch_queue_size
+    )
     users = UserService(backend)
     await users.create("bob", roles=["access"], traits={"db_names": ["test"]})
     server = await AuthServer.start(
@@ -185,3 +193,29 @@ async def test_a_hosts_oldest_streams_end_when_it_opens_too_many(auth: Auth) -> 
         assert await asyncio.wait_for(responses[-1].content.readline(), 10)
         for response in responses:
             response.close()
+
+
+@pytest.mark.parametrize("watch_queue_size", [2])
+async def test_a_stream_that_falls_behind_ends_and_the_mirror_takes_a_new_snapshot(
+    auth: Auth,
+) -> None:
+    context = auth.host_context(HostRole.DB)
+    mirror = AccessMirror(auth.address, lambda: context)
+    task = asyncio.create_task(mirror.run())
+    try:
+        assert await mirror.wait_synced(10.0), mirror.last_error
+        locks = LockService(auth.backend)
+        for _ in range(8):
+            await locks.create(user="bob", ttl=timedelta(seconds=2))
+        await eventually(mirror, lambda v: len(v.locks) == 8)
+        # the sweeper deletes all eight in one transaction: more than the watcher holds
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and mirror.streams_opened < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        assert mirror.streams_opened >= 2
+        assert await mirror.wait_synced(10.0)
+        await eventually(mirror, lambda v: not v.locks)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
