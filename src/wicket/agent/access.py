@@ -158,12 +158,16 @@ def _checker(
 
 def effective_checkers(
     subject: SessionSubject, view: AccessView
-) -> tuple[AccessChecker, AccessChecker] | None:
-    """(current user's roles and traits, certificate's roles and traits); None: no user."""
+) -> tuple[AccessChecker, ...] | None:
+    """The rights that must all allow: the user's current roles and traits, then the
+    certificate's (one checker when they are the same); None when the user is gone."""
     user = view.users.get(subject.user)
     if user is None:
         return None
-    return _checker(view, user.roles, user.traits), _checker(view, subject.roles, subject.traits)
+    current = _checker(view, user.roles, user.traits)
+    if user.roles == subject.roles and dict(user.traits) == dict(subject.traits):
+        return (current,)
+    return current, _checker(view, subject.roles, subject.traits)
 
 
 def _session_ttl(subject: SessionSubject, view: AccessView) -> timedelta | None:

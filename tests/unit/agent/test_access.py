@@ -166,6 +166,8 @@ def test_a_change_never_grants_more_than_the_certificate() -> None:
     checkers = effective_checkers(subject(), state)
     assert checkers is not None
     current, certificate = checkers
+    assert effective_checkers(subject(), view(BOB, roles=(DEV,))) is not None
+    assert len(effective_checkers(subject(), view(BOB, roles=(DEV,))) or ()) == 1  # same rights
     assert current.check_db_name(LABELS, "prod").allowed
     assert not certificate.check_db_name(LABELS, "prod").allowed
 
