@@ -279,6 +279,7 @@ class Daemon:
             databases=[database_from_config(d) for d in self.config.db_service.databases],
             data_dir=data_dir,
             resource_matchers=[m.labels for m in self.config.db_service.resources],
+            locking_mode=self.config.db_service.locking_mode,
         )
         await self.agent.start()
         self._closers.append(self.agent.close)

@@ -4,6 +4,11 @@ It never listens: everything goes out to the proxy, so it can sit behind NAT.
 Database sessions arriving on the tunnel are served by the MongoDB engine
 (`wicket.agent.mongodb.engine`); its audit events go through an `AuditWriter` that
 spools to `data_dir/audit-spool/` whenever the auth service cannot be reached.
+
+Sessions are authorized continuously: the agent mirrors users, roles and locks from the
+auth service's watch stream (`wicket.agent.access`), and its `SessionRegistry`
+(`wicket.agent.live_sessions`) ends open sessions that lose their rights. Roles come
+from that mirror; only while it has never synced are they fetched one by one.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from wicket.agent.access import AccessMirror
 from wicket.agent.join import HostIdentity
+from wicket.agent.live_sessions import LockingMode, SessionRegistry
 from wicket.agent.mongodb.engine import EngineContext, MongoSession
 from wicket.agent.mongodb.iam import IamAuthenticator
 from wicket.api.client import AUTH_ALPN, AuthClient
@@ -33,7 +40,6 @@ from wicket.tunnel.protocol import SessionHeader
 
 log = logging.getLogger("wicket.agent")
 
-ROLE_CACHE_SECONDS = 30.0
 CLIENT_CERT_SECONDS = 3600
 HEARTBEAT_INTERVAL = 30.0
 HEARTBEAT_RETRY = 5.0
@@ -53,6 +59,7 @@ class DatabaseAgent:
         databases: Sequence[Database],
         data_dir: Path,
         resource_matchers: Sequence[Mapping[str, Sequence[str]]] = (),
+        locking_mode: LockingMode | str = LockingMode.BEST_EFFORT,
     ) -> None:
         self.identity = identity
         self.proxy_host = proxy_host
@@ -78,7 +85,10 @@ class DatabaseAgent:
             spool_dir=spool_directory(data_dir) / "agent",
             jsonl_path=data_dir / "log" / "events.jsonl",
         )
-        self._roles: dict[str, tuple[float, Role]] = {}
+        self.access = AccessMirror(
+            f"{proxy_host}:{proxy_port}", lambda: identity.client_context(AUTH_ALPN)
+        )
+        self.sessions = SessionRegistry(self.access, mode=LockingMode(locking_mode))
         self._client_certs: dict[str, tuple[float, tuple[bytes, bytes]]] = {}
         self._client_key = generate_private_key()
         self.engine = EngineContext(
@@ -90,6 +100,7 @@ class DatabaseAgent:
             client_certificate=self._client_certificate,
             iam=IamAuthenticator(),
             emit=self.audit.emit,
+            sessions=self.sessions,
         )
 
     async def _database(self, name: str) -> Database:
@@ -99,17 +110,19 @@ class DatabaseAgent:
         raise NotFound(f'this database service does not serve "{name}"')
 
     async def _role(self, name: str) -> Role:
-        now = time.monotonic()
-        cached = self._roles.get(name)
-        if cached is not None and now - cached[0] < ROLE_CACHE_SECONDS:
-            return cached[1]
+        """A role from the mirror; fetched only while the mirror has no state (no cache)."""
+        view = self.access.view()
+        if view is not None:
+            mirrored = view.roles.get(name)
+            if mirrored is None:
+                raise AccessDenied(f'role "{name}" no longer exists; log in again')
+            return mirrored
         try:
             resource = parse_resource(await self.auth.get(f"/v1/roles/{quote(name, safe='')}"))
         except NotFound:
             raise AccessDenied(f'role "{name}" no longer exists; log in again') from None
         if not isinstance(resource, Role):
             raise WicketError(f'the auth service sent something else than role "{name}"')
-        self._roles[name] = (now, resource)
         return resource
 
     async def _client_certificate(self, db_user: str) -> tuple[bytes, bytes]:
@@ -162,6 +175,7 @@ class DatabaseAgent:
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self.tunnel.run(), name="tunnel"),
+            asyncio.create_task(self.access.run(), name="access watch"),
             self.audit.start(),
         ]
 

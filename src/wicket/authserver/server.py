@@ -30,6 +30,7 @@ from wicket.authserver.api import AuthAPI, host_certificate_for_self
 from wicket.authserver.cluster import ClusterAuthorities, load_or_create
 from wicket.authserver.events_api import add_event_routes, events_log_path
 from wicket.authserver.locks_api import add_lock_routes
+from wicket.authserver.watch_api import add_watch_routes
 from wicket.backend.base import Backend
 from wicket.identity import HostRole, Identity, IdentityKind
 from wicket.pki.keys import generate_private_key, private_key_pem, write_private_file
@@ -159,6 +160,7 @@ class AuthServer:
         app = api.application()
         add_event_routes(app, api, events, jsonl_path=events_log_path(settings.data_dir))
         add_lock_routes(app, api)
+        add_watch_routes(app, api, backend)
         runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=5, keepalive_timeout=120
         )

@@ -417,6 +417,11 @@ class DbServiceConfig(_Model):
     resources: tuple[ResourceMatcher, ...] = Field(
         default=(), description="Matchers for dynamic databases this agent also serves."
     )
+    locking_mode: Literal["best_effort", "strict"] = Field(
+        default="best_effort",
+        description="While the auth service's access stream is down: keep deciding on the "
+        "last state (best_effort) or refuse new and end open sessions (strict).",
+    )
 
 
 class WicketConfig(_Model):

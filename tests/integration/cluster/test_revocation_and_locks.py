@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from localdocdb.localaws import free_port
 from tests.support.cluster import Cluster, WicketProcess, new_cluster, start_wicket, wicket_bin
 from tests.support.cluster import write_agent_config as agent_config
+from wicket.api.client import AUTH_SERVER_NAME
 from wicket.identity import identity_from_certificate
 from wicket.pki.keys import load_private_key, public_key_pem
 from wicket.pki.pem import load_certificate
@@ -302,6 +304,10 @@ def test_malformed_path_parameters_are_404_not_500(stage: Stage, method: str, pa
     )
     host, port = info["auth_addr"].rsplit(":", 1)
     connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=10)
+    # the auth service's certificate names only wicket-auth, whatever address reached it
+    connection.sock = context.wrap_socket(
+        socket.create_connection((host, int(port)), timeout=10), server_hostname=AUTH_SERVER_NAME
+    )
     try:
         connection.putrequest(method, path, skip_accept_encoding=True)
         connection.endheaders()

@@ -8,6 +8,11 @@
    Answer the client's handshake with the database's (topology and private fields
    removed: the client always sees one server); every later hello/isMaster of the
    session is answered the same way and never reaches the database (handshake.py).
+   With live authorization (`wicket.agent.live_sessions`), step 1 decides on the
+   agent's mirror of the CURRENT users, roles and locks, and the session stays
+   registered: when it loses its rights (certificate expiry, `max_session_ttl`, user
+   deleted, lock, role change) the request in flight gets an Unauthorized error reply
+   saying why ("session ended: ...") and both sides are closed.
 3. Relay both ways. Client → database: frame, inspect (inner message of
    OP_COMPRESSED), authorize, audit, forward the ORIGINAL bytes; refused messages get
    an error reply in the client's format and the session goes on. Database → client:
@@ -29,7 +34,15 @@ from typing import Any
 
 from cryptography import x509
 
-from wicket.agent.mongodb.authorize import UNAUTHORIZED, MessageAuthorizer
+from wicket.agent.access import SessionSubject
+from wicket.agent.live_sessions import SessionRegistry
+from wicket.agent.mongodb.authorize import (
+    ALLOWED,
+    NARROWED,
+    UNAUTHORIZED,
+    MessageAuthorizer,
+    MessageDecision,
+)
 from wicket.agent.mongodb.aws_sasl import authenticate_mongodb_aws
 from wicket.agent.mongodb.handshake import handshake_answer, handshake_command
 from wicket.agent.mongodb.iam import IamAuthenticator, db_user_role_arn, role_session_name
@@ -42,12 +55,14 @@ from wicket.agent.mongodb.upstream import (
 from wicket.audit.events import AuditEvent, SessionAudit, SessionCounters
 from wicket.auth.databases import Database
 from wicket.auth.roles import AccessChecker, Role
+from wicket.auth.store import utc_now
 from wicket.errors import AccessDenied, BadParameter, ProtocolError, WicketError
 from wicket.identity import Identity, IdentityKind
 from wicket.pki.authority import verify_certificate
 from wicket.pki.pem import load_certificate
 from wicket.tunnel.protocol import SessionHeader
 from wicket.wire.mongo import (
+    CommandInfo,
     Message,
     MessageFramer,
     OpCompressed,
@@ -67,7 +82,7 @@ HANDSHAKE_TIMEOUT = 30.0
 IDLE_TIMEOUT = 24 * 3600.0
 WRITE_TIMEOUT = 60.0
 HANDSHAKE_LIMIT = 1024 * 1024
-HELLO_NAMES = frozenset({"hello", "isMaster", "ismaster"})
+END_GRACE = 1.0  # an ended session with no request in flight answers the next one within this
 
 RoleLookup = Callable[[str], Awaitable[Role]]
 DatabaseLookup = Callable[[str], Awaitable[Database]]
@@ -102,6 +117,7 @@ class EngineContext:
     connect_timeout: float = 10.0
     nameservers: list[tuple[str, int]] | None = None
     request_ids: Any = field(default_factory=lambda: itertools.count(1 << 24))
+    sessions: SessionRegistry | None = None  # live authorization (None: decided once)
 
 
 @dataclass
@@ -127,6 +143,48 @@ class SessionRefused(AccessDenied):
     """The session may not start; the message says why."""
 
 
+class SessionEnded(AccessDenied):
+    """An open session lost its rights; the message says why ("session ended: ...")."""
+
+
+def message_authorizer(checker: AccessChecker, labels: Mapping[str, str]) -> MessageAuthorizer:
+    """Per-message checks for one set of rights on one database."""
+    return MessageAuthorizer(
+        checker, labels, allow_unknown_commands=checker.allows_unknown_commands(labels)
+    )
+
+
+class LiveAuthorizer:
+    """A session's per-message checks; every one must allow (current rights AND the
+    certificate's), and the set is replaced when roles change (`reauthorize`)."""
+
+    def __init__(self, authorizers: tuple[MessageAuthorizer, ...]) -> None:
+        self.authorizers = authorizers
+
+    def check(self, info: CommandInfo) -> MessageDecision:
+        """The first refusal; else allowed, narrowed when any set of rights narrows it."""
+        if not self.authorizers:
+            return MessageDecision(False, "no rights")
+        narrow = False
+        for authorizer in self.authorizers:
+            decision = authorizer.check(info)
+            if not decision.allowed:
+                return decision
+            narrow = narrow or decision.narrow_databases
+        return NARROWED if narrow else ALLOWED
+
+    def allows_database(self, name: str) -> bool:
+        """Whether every set of rights allows logical database `name` (narrowed listings)."""
+        return bool(self.authorizers) and all(
+            authorizer.allows_database(name) for authorizer in self.authorizers
+        )
+
+
+def _response_to(frame: bytes) -> int:
+    """The responseTo field of a message header (bytes 8-11, little-endian)."""
+    return int.from_bytes(frame[8:12], "little", signed=True)
+
+
 async def _read_frame(
     reader: asyncio.StreamReader, framer: MessageFramer, seconds: float
 ) -> bytes | None:
@@ -143,21 +201,6 @@ def _inner(message: Message) -> Message:
     if isinstance(message, OpCompressed):
         return decode_message(decompress_message(message))
     return message
-
-
-def _handshake_command(message: Message) -> tuple[str, dict[str, Any]] | None:
-    """(name, command) if `message` is a hello/isMaster, else None."""
-    if isinstance(message, OpMsg):
-        command = message.command()
-    elif isinstance(message, OpQuery) and message.is_command:
-        command = message.query_document()
-        inner = command.get("$query")
-        if isinstance(inner, dict):
-            command = inner
-    else:
-        return None
-    name = next(iter(command), "")
-    return (name, command) if name in HELLO_NAMES else None
 
 
 def _raw_body(message: Message) -> bytes | None:
@@ -187,6 +230,11 @@ class MongoSession:
         self.upstream: UpstreamConnection | None = None
         self.started = time.monotonic()
         self.listings = DatabaseListings()  # listDatabases replies to narrow (listing.py)
+        self._subject: SessionSubject | None = None
+        self._authorizer: LiveAuthorizer | None = None
+        self._relay: asyncio.Task[None] | None = None
+        self._end_reason: str | None = None
+        self._in_flight: Message | None = None  # the last forwarded request awaiting a reply
 
     # -- authorization ---------------------------------------------------------------
 
@@ -204,32 +252,78 @@ class MongoSession:
             raise AccessDenied("the proxy's route does not match the user's certificate")
         return identity
 
-    async def _authorize(self, identity: Identity) -> tuple[Database, MessageAuthorizer]:
+    async def _authorize(self, identity: Identity) -> tuple[Database, LiveAuthorizer]:
         route = identity.route
         assert route is not None
         database = await self.context.database(route.service)
-        roles = [await self.context.role(name) for name in identity.roles]
-        checker = AccessChecker(roles, identity.traits)
-        decision = checker.check_database(database.labels)
-        if not decision.allowed:
-            raise SessionRefused(f'access to database "{database.name}" denied: {decision.reason}')
-        if not route.db_user:
-            raise SessionRefused(
-                "no database user chosen: connect with --db-user "
-                f"(allowed: {', '.join(checker.allowed_db_users(database.labels)) or 'none'})"
-            )
-        decision = checker.check_db_user(database.labels, route.db_user)
-        if not decision.allowed:
-            raise SessionRefused(decision.reason)
-        if route.db_name:
-            decision = checker.check_db_name(database.labels, route.db_name)
+        self._subject = SessionSubject(
+            user=identity.name,
+            roles=identity.roles,
+            traits=identity.traits,
+            route=route,
+            labels=dict(database.labels),
+            expires=identity.expires,
+            started=utc_now(),
+        )
+        checkers: tuple[AccessChecker, ...] | None = None
+        if self.context.sessions is not None:
+            verdict, checkers = await self.context.sessions.admit(self._subject)
+            if not verdict.allowed:
+                raise SessionRefused(verdict.refused())
+        if checkers is None:  # no mirrored state (yet): the certificate's roles, fetched
+            roles = [await self.context.role(name) for name in identity.roles]
+            checkers = (AccessChecker(roles, identity.traits),)
+        for checker in checkers:
+            decision = checker.check_database(database.labels)
+            if not decision.allowed:
+                raise SessionRefused(
+                    f'access to database "{database.name}" denied: {decision.reason}'
+                )
+            if not route.db_user:
+                raise SessionRefused(
+                    "no database user chosen: connect with --db-user "
+                    f"(allowed: {', '.join(checker.allowed_db_users(database.labels)) or 'none'})"
+                )
+            decision = checker.check_db_user(database.labels, route.db_user)
             if not decision.allowed:
                 raise SessionRefused(decision.reason)
-        return database, MessageAuthorizer(
-            checker,
-            database.labels,
-            allow_unknown_commands=checker.allows_unknown_commands(database.labels),
+            if route.db_name:
+                decision = checker.check_db_name(database.labels, route.db_name)
+                if not decision.allowed:
+                    raise SessionRefused(decision.reason)
+        return database, LiveAuthorizer(
+            tuple(message_authorizer(checker, database.labels) for checker in checkers)
         )
+
+    # -- live authorization (SessionRegistry calls these) -------------------------------
+
+    @property
+    def subject(self) -> SessionSubject:
+        """Who and what this session is (set once it was authorized)."""
+        assert self._subject is not None
+        return self._subject
+
+    def end(self, reason: str) -> None:
+        """End the session: the request in flight gets `reason`, both sides are closed."""
+        if self._end_reason is None:
+            self._end_reason = reason
+            if self._relay is not None:
+                self._relay.cancel()
+
+    def reauthorize(self, checkers: tuple[AccessChecker, ...]) -> None:
+        """Check the next messages with the session's current rights."""
+        if self._authorizer is not None and self._subject is not None:
+            labels = self._subject.labels
+            self._authorizer.authorizers = tuple(message_authorizer(c, labels) for c in checkers)
+
+    def _note_request(self, message: Message) -> None:
+        if expects_reply(message):
+            self._in_flight = message
+
+    def _note_reply(self, frame: bytes) -> None:
+        request = self._in_flight
+        if request is not None and _response_to(frame) == request.header.request_id:
+            self._in_flight = None
 
     # -- upstream ----------------------------------------------------------------------
 
@@ -361,7 +455,7 @@ class MongoSession:
                 server_id=self.context.host_id,
             )
             database, authorizer = await self._authorize(identity)
-            handshake = _handshake_command(first)
+            handshake = handshake_command(first)
             if handshake is None:
                 raise BadParameter("the first message of a session must be hello or isMaster")
             _name, command = handshake
@@ -393,17 +487,45 @@ class MongoSession:
         self.counters.bytes_from_server += len(answer)
         await self._send_client(answer)
         framer.max_message_size = self.upstream.max_message_size
+        self._authorizer = authorizer
         downstream = asyncio.create_task(self._database_to_client())
+        self._relay = asyncio.create_task(self._client_to_database(framer, authorizer))
+        registry = self.context.sessions
         try:
-            await self._client_to_database(framer, authorizer)
+            if registry is not None:
+                registry.add(self)  # may end the session at once
+            await self._relay
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._end_reason is None or (current is not None and current.cancelling()):
+                raise
         finally:
+            if registry is not None:
+                registry.remove(self)
+            self._relay.cancel()
             downstream.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WicketError, OSError):
-                await downstream
+            for task in (self._relay, downstream):
+                with contextlib.suppress(asyncio.CancelledError, WicketError, OSError):
+                    await task
+        if self._end_reason is not None:
+            log.info("session %s: %s", self.header.session_id, self._end_reason)
+            request = self._in_flight or await self._next_request(framer)
+            await self._refuse(request, self._end_reason)
+            raise SessionEnded(self._end_reason)
 
-    async def _client_to_database(
-        self, framer: MessageFramer, authorizer: MessageAuthorizer
-    ) -> None:
+    async def _next_request(self, framer: MessageFramer) -> Message | None:
+        """The client's next message, if it sends one soon (so it learns why, not just EOF)."""
+        try:
+            data = await _read_frame(self.client_reader, framer, END_GRACE)
+            if data is None:
+                return None
+            self.counters.messages_from_client += 1
+            self.counters.bytes_from_client += len(data)
+            return _inner(decode_message(data, max_message_size=framer.max_message_size))
+        except (WicketError, OSError, TimeoutError):
+            return None
+
+    async def _client_to_database(self, framer: MessageFramer, authorizer: LiveAuthorizer) -> None:
         assert self.upstream is not None and self.audit is not None
         upstream = self.upstream
         audit = self.audit
@@ -460,6 +582,7 @@ class MongoSession:
             ):
                 await self._refuse(message, "too many listDatabases requests await their reply")
                 continue
+            self._note_request(message)
             upstream.writer.write(data)  # the original bytes, compressed or not
             await asyncio.wait_for(upstream.writer.drain(), WRITE_TIMEOUT)
 
@@ -473,4 +596,5 @@ class MongoSession:
                 return
             self.counters.messages_from_server += 1
             self.counters.bytes_from_server += len(data)
+            self._note_reply(data)
             await self._send_client(self.listings.relay(data))
