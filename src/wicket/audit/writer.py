@@ -100,6 +100,8 @@ class AuditWriter:
         self._task: asyncio.Task[None] | None = None
         self._sync_timer: asyncio.TimerHandle | None = None
         self._cache: dict[Path, list[dict[str, Any]]] = {}  # journaled by us: no re-read
+        # segment writes in worker threads; `close` waits for them (they hold the only copy)
+        self._writes: set[asyncio.Future[None]] = set()
         self._acknowledged: dict[Path, int] = {}  # events of a segment already acknowledged
         self.stats = WriterStats()
 
@@ -203,9 +205,12 @@ class AuditWriter:
             return
         data = [event.to_json() for event in batch]
         path = self._spool.allocate()
-        # Once the events left the queue they are only in `data`: the thread finishes the
-        # write even if this task is cancelled meanwhile (asyncio.run waits for it).
-        await asyncio.to_thread(self._write_segment, path, data)
+        # Once the events left the queue they are only in `data`: the write goes on even if
+        # this task is cancelled meanwhile, and `close` waits for it before it returns.
+        write = asyncio.ensure_future(asyncio.to_thread(self._write_segment, path, data))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+        await asyncio.shield(write)
         if sum(len(events) for events in self._cache.values()) + len(data) <= self._queue_size:
             self._cache[path] = data
 
@@ -289,6 +294,9 @@ class AuditWriter:
                     await task
             except Exception as error:
                 log.error("audit writer stopped with an error: %s", error)
+        for outcome in await asyncio.gather(*self._writes, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                log.error("audit events could not be journaled: %s", outcome)
         self._closed = True
         if self._sync_timer is not None:
             self._sync_timer.cancel()

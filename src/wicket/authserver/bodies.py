@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from wicket.api.bodies import read_bounded
+from wicket.api.bodies import read_json_object
 from wicket.errors import BadParameter
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -16,18 +15,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object (bounded)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise BadParameter("request body is larger than 1 MiB")
-    raw = await read_bounded(request.content, MAX_BODY_BYTES)
-    if raw is None:
-        raise BadParameter("request body is larger than 1 MiB")
-    try:
-        data = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise BadParameter(f"request body is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BadParameter("request body must be a JSON object")
-    return data
+    return await read_json_object(request, MAX_BODY_BYTES)
 
 
 def text(body: Mapping[str, Any], field: str, *, required: bool = True) -> str | None:

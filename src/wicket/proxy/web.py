@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import html
 import io
-import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +22,7 @@ import segno
 from aiohttp import web
 
 from wicket import __version__
-from wicket.api.bodies import read_bounded
+from wicket.api.bodies import read_json_object
 from wicket.api.client import AuthClient
 from wicket.api.errors import error_body
 from wicket.authserver.forwarded import FORWARDED_FOR
@@ -295,13 +294,4 @@ def _out_of_descriptors(error: BaseException) -> bool:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await read_bounded(request.content, MAX_FORM_BYTES)
-    if raw is None:
-        raise BadParameter("request body is too large")
-    try:
-        data = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise BadParameter(f"request body is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BadParameter("request body must be a JSON object")
-    return data
+    return await read_json_object(request, MAX_FORM_BYTES)
