@@ -3,12 +3,12 @@
 #   scripts/dev.sh setup   install Debian packages, Python deps (pinned), mongosh (pinned)
 #   scripts/dev.sh test    setup, then ruff, mypy --strict and the test suite
 #   scripts/dev.sh demo    setup, then the local playground (the main job)
-#   scripts/dev.sh bench   setup, then the benchmarks (not part of the tests)
+#   scripts/dev.sh bench   setup, then the benchmarks (not part of the tests; see bench/README.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 UV_VERSION=0.13.8
-APT_PACKAGES=(tmux jq curl ca-certificates chromium)
+APT_PACKAGES=(tmux jq curl ca-certificates chromium haproxy)
 
 log() { printf '==> %s\n' "$*" >&2; }
 
