@@ -19,7 +19,7 @@ from pymongo import MongoClient
 
 WORKER_PROCESSES = 2
 CLIENT_TIMEOUT_MS = 30_000
-START_DELAY_SECONDS = 2.0
+START_DELAY_SECONDS = 1.0
 LATENCY_SAMPLE_EVERY = 1
 SEED_IDS = 1000
 
@@ -124,7 +124,7 @@ class Load:
     ) -> LoadResult:
         """`clients` clients doing `operation` for `seconds` (after all have connected)."""
         processes = min(clients, WORKER_PROCESSES)
-        start = time.time() + START_DELAY_SECONDS + clients * 0.05
+        start = time.time() + START_DELAY_SECONDS + clients * 0.04
         stop = start + seconds
         shares = [
             clients // processes + (1 if i < clients % processes else 0) for i in range(processes)

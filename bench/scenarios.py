@@ -45,7 +45,7 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         """Fewer repetitions and smaller sizes, same shapes."""
-        return cls(300, 1.5, (1, 8, 32), 20, 1, 10, 8, 200)
+        return cls(300, 1.0, (1, 8, 32), 20, 1, 10, 8, 200)
 
 
 Scenario = Callable[[Target, Sizes, Load], list[Measurement]]
