@@ -17,6 +17,17 @@ from typing import Any
 from bench.harness import Measurement, Metric
 from bench.targets import ALL_TARGETS, target_name
 
+SHORT = {
+    "direct": "direct",
+    "floor": "floor",
+    "wicket-tunnel": "tunnel",
+    "wicket-direct": "wdirect",
+    "canned": "canned",
+    "floor-canned": "floorC",
+    "wicket-tunnel-canned": "tunnelC",
+    "wicket-direct-canned": "wdirectC",
+}
+
 
 @dataclass
 class Report:
@@ -80,14 +91,18 @@ class Report:
         text = _table(values)
         pairs = self.ratios()
         if pairs:
-            ratios = [["metric", *[f"{a} / {b}" for a, b in pairs]]]
+            ratios = [["ratio", *[f"{SHORT[a]}/{SHORT[b]}" for a, b in pairs]]]
             for metric in metrics:
                 row = [metric.label]
                 for wicket, baseline in pairs:
                     found = self.ratio(wicket, baseline, metric)
                     row.append("-" if found is None else f"{found:.2f}x")
-                ratios.append(row)
-            text += "\n\nratios (ms, KiB: above 1 is worse; ops/s, MB/s: below 1 is worse)\n"
+                if any(cell != "-" for cell in row[1:]):
+                    ratios.append(row)
+            used = sorted({name for pair in pairs for name in pair}, key=ALL_TARGETS.index)
+            legend = ", ".join(f"{SHORT[name]} = {name}" for name in used)
+            text += "\n\nratios in the same run: " + legend
+            text += "\n(ms, KiB: above 1 is worse; ops/s, MB/s: below 1 is worse)\n"
             text += _table(ratios)
         return text
 

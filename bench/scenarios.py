@@ -196,8 +196,8 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def _hello(raw: Any, request_id: int) -> None:
-    raw.sendall(encode_op_query("admin.$cmd", {"isMaster": 1}, request_id=request_id))
+def _command(raw: Any, command: dict[str, Any], request_id: int) -> None:
+    raw.sendall(encode_op_query("admin.$cmd", command, request_id=request_id))
     framer = MessageFramer()
     deadline = time.monotonic() + 60
     while framer.next_frame() is None:
@@ -210,7 +210,7 @@ def _hello(raw: Any, request_id: int) -> None:
 
 
 def idle(target: Target, sizes: Sizes, load: Load) -> list[Measurement]:
-    """Hold N sessions open (each answered one hello) and charge each process's RSS growth."""
+    """Hold N sessions open (each answered hello and ping); charge each process's RSS growth."""
     before = {role: rss_kib(pid) for role, pid in target.pids.items()}
     sockets: list[Any] = []
     try:
@@ -220,17 +220,23 @@ def idle(target: Target, sizes: Sizes, load: Load) -> list[Measurement]:
             if endpoint.tls is not None:
                 raw = endpoint.tls.wrap_socket(raw, server_hostname=endpoint.host)
             sockets.append(raw)
-            _hello(raw, index + 1)
+            # hello, then a command: a session that has reached the database, if lazily
+            _command(raw, {"isMaster": 1}, 2 * index + 1)
+            _command(raw, {"ping": 1}, 2 * index + 2)
         time.sleep(1.0)
         after = {role: rss_kib(pid) for role, pid in target.pids.items()}
     finally:
         for raw in sockets:
             raw.close()
+    detail = f"{sizes.idle_sessions} sessions"
     found = []
     for role in target.pids:
         per = (after[role] - before[role]) / sizes.idle_sessions
         metric = _metric(f"idle_{role}", f"idle session RSS, {role}", "KiB", Better.LOWER)
-        found.append(Measurement(target.name, metric, per, f"{sizes.idle_sessions} sessions"))
+        found.append(Measurement(target.name, metric, per, detail))
+    total = sum(after[role] - before[role] for role in target.pids) / sizes.idle_sessions
+    metric = _metric("idle_total", "idle session RSS, all hops", "KiB", Better.LOWER)
+    found.append(Measurement(target.name, metric, total, detail))
     return found
 
 
