@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
-
 from bench.targets import CannedServer
+from pymongo import MongoClient
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from bench.haproxy import ChainPorts, ChainTls, chain_configs, haproxy_path
+
 from localdocdb.tls import ensure_tls_material
 
 PORTS = ChainPorts(tunnel=1001, proxy=1002, agent=1003, database=1004)
