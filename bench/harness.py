@@ -15,8 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-DIRECT = "direct"
-
 
 class Better(Enum):
     """Which direction of a metric is an improvement (for reading ratios)."""
