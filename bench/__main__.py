@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen scenarios on the chosen targets; print and save the report."""
     every = (*SCENARIOS, *SLOW_SCENARIOS)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (~2-3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes)")
     parser.add_argument("--slow", action="store_true", help="also the 200-client 60 s soak")
     parser.add_argument(
         "--only",

@@ -19,8 +19,7 @@ from pymongo import MongoClient
 
 WORKER_PROCESSES = 2
 CLIENT_TIMEOUT_MS = 30_000
-START_DELAY_SECONDS = 1.0
-LATENCY_SAMPLE_EVERY = 1
+CONNECT_TIMEOUT_SECONDS = 120.0
 SEED_IDS = 1000
 
 
@@ -69,20 +68,30 @@ def _operation(name: str, mongo: MongoClient[dict[str, Any]], collection: str, i
 
 
 def _worker(
-    uri: str, operation: str, collection: str, clients: int, offset: int, start: float, stop: float
+    uri: str, operation: str, collection: str, clients: int, offset: int, seconds: float, ready: Any
 ) -> LoadResult:
+    """Connect `clients` clients, meet the other workers at `ready`, run for `seconds`."""
     counts = [0] * clients
     errors = [0] * clients
     latencies: list[list[float]] = [[] for _ in range(clients)]
     first_error: list[str] = []
+    connected = threading.Barrier(clients + 1, timeout=CONNECT_TIMEOUT_SECONDS)
+    go = threading.Event()
+    window = [0.0]
 
     def run(slot: int) -> None:
         mongo = client(uri, maxPoolSize=1)
+        action = None
         try:
-            mongo.admin.command("ping")
-            action = _operation(operation, mongo, collection, offset + slot)
-            time.sleep(max(0.0, start - time.time()))
-            while time.time() < stop:
+            try:
+                mongo.admin.command("ping")
+                action = _operation(operation, mongo, collection, offset + slot)
+            except Exception as exc:
+                errors[slot] += 1
+                first_error.append(repr(exc))
+            connected.wait()
+            go.wait(CONNECT_TIMEOUT_SECONDS)
+            while action is not None and time.perf_counter() < window[0]:
                 began = time.perf_counter()
                 try:
                     action()
@@ -92,21 +101,22 @@ def _worker(
                     continue
                 latencies[slot].append((time.perf_counter() - began) * 1000.0)
                 counts[slot] += 1
-        except Exception as exc:
-            errors[slot] += 1
-            first_error.append(repr(exc))
         finally:
             mongo.close()
 
     threads = [threading.Thread(target=run, args=(slot,), daemon=True) for slot in range(clients)]
     for thread in threads:
         thread.start()
+    connected.wait()
+    ready.wait()  # every worker process has connected all its clients
+    window[0] = time.perf_counter() + seconds
+    go.set()
     for thread in threads:
-        thread.join(timeout=max(0.0, stop - time.time()) + 120)
+        thread.join(timeout=seconds + 120)
     return LoadResult(
         sum(counts),
         sum(errors),
-        stop - start,
+        seconds,
         [value for sample in latencies for value in sample],
         first_error[0] if first_error else "",
     )
@@ -117,6 +127,7 @@ class Load:
 
     def __init__(self) -> None:
         context = multiprocessing.get_context("spawn")
+        self._manager = context.Manager()
         self._pool = ProcessPoolExecutor(WORKER_PROCESSES, mp_context=context)
 
     def run_clients(
@@ -124,8 +135,7 @@ class Load:
     ) -> LoadResult:
         """`clients` clients doing `operation` for `seconds` (after all have connected)."""
         processes = min(clients, WORKER_PROCESSES)
-        start = time.time() + START_DELAY_SECONDS + clients * 0.04
-        stop = start + seconds
+        ready = self._manager.Barrier(processes, timeout=CONNECT_TIMEOUT_SECONDS)
         shares = [
             clients // processes + (1 if i < clients % processes else 0) for i in range(processes)
         ]
@@ -133,7 +143,9 @@ class Load:
         offset = 0
         for share in shares:
             futures.append(
-                self._pool.submit(_worker, uri, operation, collection, share, offset, start, stop)
+                self._pool.submit(
+                    _worker, uri, operation, collection, share, offset, seconds, ready
+                )
             )
             offset += share
         results = [future.result(timeout=seconds + 300) for future in futures]
@@ -148,3 +160,4 @@ class Load:
     def close(self) -> None:
         """Stop the workers."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._manager.shutdown()
