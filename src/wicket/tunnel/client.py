@@ -3,11 +3,15 @@ connections to one proxy, and serve each session that arrives on one.
 
 The agent only dials out. `run()` connects the control connection (hello, then the
 proxy's ack), keeps `pool_size` idle data connections (more, up to 64, when the proxy asks
-with `need_connections`), heartbeats, and reconnects with exponential backoff and jitter
-when anything on the control connection fails. A data connection leaves the pool when
-the proxy writes a session header on it; its session then runs on its own, independent
-of the control connection and of every other session. Only a host certificate of
-role `proxy` for the address dialled is accepted as the proxy (`wicket.server_identity`).
+with `need_connections`), heartbeats, and reconnects when anything on the control
+connection fails: after a doubling delay capped at 2 s, with jitter (`Backoff`), so an
+agent is back within about 2 s of its proxy restarting, and a fleet of agents does not
+reconnect in lock step. Failures are logged as what they are (the tunnel was lost, the
+proxy cannot be reached); the same failure again is logged once a minute, not per try.
+A data connection leaves the pool when the proxy writes a session header on it; its
+session then runs on its own, independent of the control connection and of every other
+session. Only a host certificate of role `proxy` for the address dialled is accepted as
+the proxy (`wicket.server_identity`).
 """
 
 from __future__ import annotations
@@ -58,14 +62,21 @@ class TunnelState(enum.Enum):
     CLOSED = "closed"
 
 
+BACKOFF_INITIAL = 0.25
+BACKOFF_MAXIMUM = 2.0  # a restarted proxy gets its agents back within about this
+BACKOFF_JITTER = 0.5
+REPEAT_LOG_INTERVAL = 60.0  # the same failure again is logged (as a warning) this often
+
+
 class Backoff:
-    """Exponential reconnect delays with jitter, so restarted proxies are not stampeded."""
+    """Reconnect delays: doubling from `initial`, capped at `maximum`, each less a random
+    part of up to `jitter` of it, so agents that lost the same proxy spread out."""
 
     def __init__(
         self,
-        initial: float = 0.5,
-        maximum: float = 30.0,
-        jitter: float = 0.2,
+        initial: float = BACKOFF_INITIAL,
+        maximum: float = BACKOFF_MAXIMUM,
+        jitter: float = BACKOFF_JITTER,
         random_fraction: Callable[[], float] = random.random,
     ) -> None:
         if not 0 < initial <= maximum or not 0 <= jitter < 1:
@@ -130,6 +141,7 @@ class TunnelClient:
         self._heartbeat_timeout = heartbeat_timeout
         self._log = logger
         self._state = TunnelState.STARTING
+        self._failures = FailureLog(logger, f"{proxy_addr[0]}:{proxy_addr[1]}", clock)
         self._closed = False
         self._run_task: asyncio.Task[None] | None = None
         self._sessions: set[asyncio.Task[None]] = set()
@@ -179,7 +191,8 @@ class TunnelClient:
                     raise
                 except Exception as error:  # supervisor: every failure means reconnect
                     self.last_error = _describe(error)
-                    self._log.warning("tunnel to %s:%s: %s", *self._proxy_addr, self.last_error)
+                    lost = self._state is TunnelState.CONNECTED
+                    self._failures.failed(self.last_error, lost=lost)
                 finally:
                     self._connected.clear()
                     self.connected_since = None
@@ -254,7 +267,7 @@ class TunnelClient:
             self.connections_made += 1
             self.connected_since = self._clock()
             self._connected.set()
-            self._log.info("tunnel to %s:%s connected", *self._proxy_addr)
+            self._failures.connected()
             self._pooled = 0
             self._burst = 0
             async with asyncio.TaskGroup() as group:
@@ -328,6 +341,63 @@ class TunnelClient:
             self._log.exception("session %s failed", header.session_id)
         finally:
             await close_writer(writer)
+
+
+class FailureLog:
+    """What the agent says about its tunnel: a lost tunnel and the first failure to get it
+    back are warnings; the same failure again only once a minute (and at debug level in
+    between), with how long it has lasted; being connected again is said with how long
+    it took."""
+
+    def __init__(
+        self, logger: logging.Logger, address: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._log = logger
+        self._address = address
+        self._clock = clock
+        self._since: float | None = None  # when the current outage began
+        self._last: str | None = None
+        self._logged_at = 0.0
+        self._attempts = 0
+
+    def failed(self, error: str, *, lost: bool) -> None:
+        """One failed attempt (`lost`: a working tunnel ended) with its description."""
+        now = self._clock()
+        self._attempts += 1
+        if lost or self._since is None:
+            self._since = now
+            self._attempts = 1
+        if lost:
+            self._log.warning("tunnel to %s lost (%s); reconnecting", self._address, error)
+        elif error != self._last or now - self._logged_at >= REPEAT_LOG_INTERVAL:
+            self._log.warning(
+                "cannot reach the proxy at %s: %s (retrying every %g s at most; "
+                "%d attempts in %.0f s)",
+                self._address,
+                error,
+                BACKOFF_MAXIMUM,
+                self._attempts,
+                now - self._since,
+            )
+        else:
+            self._log.debug("tunnel to %s: %s (attempt %d)", self._address, error, self._attempts)
+            return
+        self._last = error
+        self._logged_at = now
+
+    def connected(self) -> None:
+        """The control connection is up (again)."""
+        if self._since is None:
+            self._log.info("tunnel to %s connected", self._address)
+        else:
+            self._log.info(
+                "tunnel to %s connected (again, after %.1f s)",
+                self._address,
+                self._clock() - self._since,
+            )
+        self._since = None
+        self._last = None
+        self._attempts = 0
 
 
 def _describe(error: BaseException) -> str:
