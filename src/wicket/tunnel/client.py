@@ -62,6 +62,7 @@ class TunnelState(enum.Enum):
     CLOSED = "closed"
 
 
+KEEPALIVE_INTERVAL = 1.0  # a heartbeat at least this often: the proxy drops a silent agent
 BACKOFF_INITIAL = 0.25
 BACKOFF_MAXIMUM = 2.0  # a restarted proxy gets its agents back within about this
 BACKOFF_JITTER = 0.5
@@ -121,6 +122,7 @@ class TunnelClient:
         connect_timeout: float = 10.0,
         heartbeat_interval: float = 15.0,
         heartbeat_timeout: float = 30.0,
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
         logger: logging.Logger = log,
     ) -> None:
         if not 1 <= pool_size <= MAX_NEED_CONNECTIONS:
@@ -139,6 +141,7 @@ class TunnelClient:
         self._connect_timeout = connect_timeout
         self._heartbeat_interval = heartbeat_interval
         self._heartbeat_timeout = heartbeat_timeout
+        self._keepalive_interval = min(keepalive_interval, heartbeat_interval)
         self._log = logger
         self._state = TunnelState.STARTING
         self._failures = FailureLog(logger, f"{proxy_addr[0]}:{proxy_addr[1]}", clock)
@@ -278,10 +281,16 @@ class TunnelClient:
             await close_writer(writer)
 
     async def _heartbeats(self, writer: asyncio.StreamWriter) -> None:
+        """A keep-alive every `keepalive_interval`, the database list every `heartbeat_interval`."""
+        loop = asyncio.get_running_loop()
+        announced = loop.time()
         while True:
-            await asyncio.sleep(self._heartbeat_interval)
-            heartbeat = Heartbeat(tuple(self._databases()))
-            await write_message(writer, heartbeat, self._heartbeat_timeout)
+            await asyncio.sleep(self._keepalive_interval)
+            databases = None
+            if loop.time() - announced >= self._heartbeat_interval - 1e-3:
+                databases = tuple(self._databases())
+                announced = loop.time()
+            await write_message(writer, Heartbeat(databases), self._heartbeat_timeout)
 
     async def _control_messages(self, reader: asyncio.StreamReader) -> None:
         while True:
