@@ -63,6 +63,7 @@ class TunnelState(enum.Enum):
 
 
 KEEPALIVE_INTERVAL = 1.0  # a heartbeat at least this often: the proxy drops a silent agent
+PROXY_SILENCE = 5.0  # the proxy acks every keep-alive: none for this long, it is gone
 BACKOFF_INITIAL = 0.25
 BACKOFF_MAXIMUM = 2.0  # a restarted proxy gets its agents back within about this
 BACKOFF_JITTER = 0.5
@@ -142,6 +143,10 @@ class TunnelClient:
         self._heartbeat_interval = heartbeat_interval
         self._heartbeat_timeout = heartbeat_timeout
         self._keepalive_interval = min(keepalive_interval, heartbeat_interval)
+        self._proxy_silence = min(
+            heartbeat_interval + heartbeat_timeout,
+            max(PROXY_SILENCE, 5 * self._keepalive_interval),
+        )
         self._log = logger
         self._state = TunnelState.STARTING
         self._failures = FailureLog(logger, f"{proxy_addr[0]}:{proxy_addr[1]}", clock)
@@ -293,8 +298,15 @@ class TunnelClient:
             await write_message(writer, Heartbeat(databases), self._heartbeat_timeout)
 
     async def _control_messages(self, reader: asyncio.StreamReader) -> None:
+        """The proxy's messages; it acks every keep-alive, so silence means it is gone
+        (frozen, or its host vanished without closing the connection): reconnect."""
         while True:
-            message = await read_message(reader, self._heartbeat_interval + self._heartbeat_timeout)
+            try:
+                message = await read_message(reader, self._proxy_silence)
+            except Timeout:
+                raise Timeout(
+                    f"the proxy acknowledged no keep-alive for {self._proxy_silence:g} s"
+                ) from None
             if isinstance(message, NeedConnections):
                 self._burst = message.count
                 self._pool_changed.set()
