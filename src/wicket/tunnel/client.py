@@ -8,6 +8,8 @@ connection fails: after a doubling delay capped at 2 s, with jitter (`Backoff`),
 agent is back within about 2 s of its proxy restarting, and a fleet of agents does not
 reconnect in lock step. Failures are logged as what they are (the tunnel was lost, the
 proxy cannot be reached); the same failure again is logged once a minute, not per try.
+A keep-alive goes out every second and the proxy acks each: the proxy drops an agent
+that falls silent (tunnel/server.py), and the agent leaves a proxy silent for 5 s.
 A data connection leaves the pool when the proxy writes a session header on it; its
 session then runs on its own, independent of the control connection and of every other
 session. Only a host certificate of role `proxy` for the address dialled is accepted as
