@@ -576,11 +576,7 @@ class MongoSession:
         try:
             done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await _stop(tasks)
         for task in (to_client, to_database):  # the database's end explains the client's
             if task in done:
                 task.result()  # raises what ended it
@@ -688,3 +684,18 @@ class MongoSession:
 
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+async def _stop(tasks: tuple[asyncio.Task[None], ...]) -> None:
+    """Cancel `tasks` and wait (bounded) for them; cancel again if one swallowed it (3.11's
+    `wait_for` can lose a cancellation that races with its read completing)."""
+    for _ in range(5):
+        pending = [task for task in tasks if not task.done()]
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.5)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: the caller re-raises what it needs
