@@ -44,6 +44,10 @@ CLIENT_CERT_SECONDS = 3600
 HEARTBEAT_INTERVAL = 30.0
 HEARTBEAT_RETRY = 5.0
 TUNNEL_ALPN = "wicket-tunnel"
+HOST_REFUSAL_HINT = (
+    "check that this agent's host identity (data_dir/host) is of this cluster, "
+    "or join again with a new token"
+)
 
 
 class DatabaseAgent:
@@ -69,7 +73,11 @@ class DatabaseAgent:
         # dynamic databases (`wctl create`) whose labels one of these selectors matches
         self.resource_matchers = [dict(m) for m in resource_matchers]
         self.dynamic_databases: list[Database] = []
-        self.auth = AuthClient(f"{proxy_host}:{proxy_port}", identity.client_context(AUTH_ALPN))
+        self.auth = AuthClient(
+            f"{proxy_host}:{proxy_port}",
+            identity.client_context(AUTH_ALPN),
+            refusal_hint=HOST_REFUSAL_HINT,
+        )
         self.tunnel = TunnelClient(
             proxy_addr=(proxy_host, proxy_port),
             ssl_context_factory=lambda: identity.client_context(TUNNEL_ALPN),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from types import TracebackType
+from types import SimpleNamespace, TracebackType
 from typing import Any
 
 import aiohttp
@@ -27,15 +27,34 @@ AUTH_SERVER_NAME = "wicket-auth"  # DNS SAN every auth service certificate carri
 AUTH_ALPN = "wicket-auth"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 DEFAULT_TIMEOUT = 30.0
+USER_REFUSAL_HINT = "log in again (wsh login) or use this cluster's identity"
+
+
+async def _note_reuse(
+    _session: aiohttp.ClientSession, context: SimpleNamespace, _params: object
+) -> None:
+    """Record that a call went out on a pooled connection (see `AuthClient.call`)."""
+    if isinstance(context.trace_request_ctx, SimpleNamespace):
+        context.trace_request_ctx.reused = True
+
+
+_REUSE = aiohttp.TraceConfig()
+_REUSE.on_connection_reuseconn.append(_note_reuse)
 
 
 class AuthClient:
     """Calls `/v1/...` on an auth service (directly or through a proxy)."""
 
     def __init__(
-        self, address: str, ssl_context: ssl.SSLContext, *, timeout: float = DEFAULT_TIMEOUT
+        self,
+        address: str,
+        ssl_context: ssl.SSLContext,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        refusal_hint: str = USER_REFUSAL_HINT,
     ) -> None:
         self.address = address  # HOST:PORT
+        self.refusal_hint = refusal_hint  # what to do if the server refused our certificate
         self._ssl = require_server_role(ssl_context, HostRole.AUTH)
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
         self._session: aiohttp.ClientSession | None = None
@@ -54,7 +73,9 @@ class AuthClient:
     def _session_or_new(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(ssl=self._ssl, limit=32)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, trace_configs=[_REUSE]
+            )
         return self._session
 
     async def close(self) -> None:
@@ -69,9 +90,15 @@ class AuthClient:
         """One API call (extra `headers` if any); raises the WicketError the server described."""
         url = f"https://{self.address}{path}"
         session = self._session_or_new()
+        connection = SimpleNamespace(reused=False)
         try:
             async with session.request(
-                method, url, json=body, headers=headers, server_hostname=AUTH_SERVER_NAME
+                method,
+                url,
+                json=body,
+                headers=headers,
+                server_hostname=AUTH_SERVER_NAME,
+                trace_request_ctx=connection,
             ) as response:
                 raw = await read_bounded(response.content, MAX_RESPONSE_BYTES)
                 if raw is None:
@@ -101,11 +128,16 @@ class AuthClient:
                 raise UpstreamError(
                     f"cannot reach the auth service at {self.address}: {exc.os_error}"
                 ) from exc
-            # TLS 1.3 reports a refused client certificate only as a closed connection.
+            if connection.reused:  # a pooled connection the server closed: it restarted
+                raise UpstreamError(
+                    f"the auth service at {self.address} closed a kept-alive connection: "
+                    "it is probably restarting; try again in a moment"
+                ) from exc
+            # TLS 1.3 reports a refused client certificate only as a closed new connection.
             raise AccessDenied(
-                f"the auth service at {self.address} closed the connection: if this call "
-                "presented a certificate, it was refused (expired, or issued by another "
-                "cluster's CA); log in again (wsh login) or use this cluster's identity"
+                f"the auth service at {self.address} closed the connection before answering: "
+                "it is restarting, or it refused this call's certificate (expired, or issued "
+                f"by another cluster's CA); if it persists, {self.refusal_hint}"
             ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamError(

@@ -3,11 +3,17 @@ connections to one proxy, and serve each session that arrives on one.
 
 The agent only dials out. `run()` connects the control connection (hello, then the
 proxy's ack), keeps `pool_size` idle data connections (more, up to 64, when the proxy asks
-with `need_connections`), heartbeats, and reconnects with exponential backoff and jitter
-when anything on the control connection fails. A data connection leaves the pool when
-the proxy writes a session header on it; its session then runs on its own, independent
-of the control connection and of every other session. Only a host certificate of
-role `proxy` for the address dialled is accepted as the proxy (`wicket.server_identity`).
+with `need_connections`), heartbeats, and reconnects when anything on the control
+connection fails: after a doubling delay capped at 2 s, with jitter (`Backoff`), so an
+agent is back within about 2 s of its proxy restarting, and a fleet of agents does not
+reconnect in lock step. Failures are logged as what they are (the tunnel was lost, the
+proxy cannot be reached); the same failure again is logged once a minute, not per try.
+A keep-alive goes out every second and the proxy acks each: the proxy drops an agent
+that falls silent (tunnel/server.py), and the agent leaves a proxy silent for 5 s.
+A data connection leaves the pool when the proxy writes a session header on it; its
+session then runs on its own, independent of the control connection and of every other
+session. Only a host certificate of role `proxy` for the address dialled is accepted as
+the proxy (`wicket.server_identity`).
 """
 
 from __future__ import annotations
@@ -58,14 +64,23 @@ class TunnelState(enum.Enum):
     CLOSED = "closed"
 
 
+KEEPALIVE_INTERVAL = 1.0  # a heartbeat at least this often: the proxy drops a silent agent
+PROXY_SILENCE = 5.0  # the proxy acks every keep-alive: none for this long, it is gone
+BACKOFF_INITIAL = 0.25
+BACKOFF_MAXIMUM = 2.0  # a restarted proxy gets its agents back within about this
+BACKOFF_JITTER = 0.5
+REPEAT_LOG_INTERVAL = 60.0  # the same failure again is logged (as a warning) this often
+
+
 class Backoff:
-    """Exponential reconnect delays with jitter, so restarted proxies are not stampeded."""
+    """Reconnect delays: doubling from `initial`, capped at `maximum`, each less a random
+    part of up to `jitter` of it, so agents that lost the same proxy spread out."""
 
     def __init__(
         self,
-        initial: float = 0.5,
-        maximum: float = 30.0,
-        jitter: float = 0.2,
+        initial: float = BACKOFF_INITIAL,
+        maximum: float = BACKOFF_MAXIMUM,
+        jitter: float = BACKOFF_JITTER,
         random_fraction: Callable[[], float] = random.random,
     ) -> None:
         if not 0 < initial <= maximum or not 0 <= jitter < 1:
@@ -110,6 +125,7 @@ class TunnelClient:
         connect_timeout: float = 10.0,
         heartbeat_interval: float = 15.0,
         heartbeat_timeout: float = 30.0,
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
         logger: logging.Logger = log,
     ) -> None:
         if not 1 <= pool_size <= MAX_NEED_CONNECTIONS:
@@ -128,8 +144,14 @@ class TunnelClient:
         self._connect_timeout = connect_timeout
         self._heartbeat_interval = heartbeat_interval
         self._heartbeat_timeout = heartbeat_timeout
+        self._keepalive_interval = min(keepalive_interval, heartbeat_interval)
+        self._proxy_silence = min(
+            heartbeat_interval + heartbeat_timeout,
+            max(PROXY_SILENCE, 5 * self._keepalive_interval),
+        )
         self._log = logger
         self._state = TunnelState.STARTING
+        self._failures = FailureLog(logger, f"{proxy_addr[0]}:{proxy_addr[1]}", clock)
         self._closed = False
         self._run_task: asyncio.Task[None] | None = None
         self._sessions: set[asyncio.Task[None]] = set()
@@ -179,7 +201,8 @@ class TunnelClient:
                     raise
                 except Exception as error:  # supervisor: every failure means reconnect
                     self.last_error = _describe(error)
-                    self._log.warning("tunnel to %s:%s: %s", *self._proxy_addr, self.last_error)
+                    lost = self._state is TunnelState.CONNECTED
+                    self._failures.failed(self.last_error, lost=lost)
                 finally:
                     self._connected.clear()
                     self.connected_since = None
@@ -254,7 +277,7 @@ class TunnelClient:
             self.connections_made += 1
             self.connected_since = self._clock()
             self._connected.set()
-            self._log.info("tunnel to %s:%s connected", *self._proxy_addr)
+            self._failures.connected()
             self._pooled = 0
             self._burst = 0
             async with asyncio.TaskGroup() as group:
@@ -265,14 +288,27 @@ class TunnelClient:
             await close_writer(writer)
 
     async def _heartbeats(self, writer: asyncio.StreamWriter) -> None:
+        """A keep-alive every `keepalive_interval`, the database list every `heartbeat_interval`."""
+        loop = asyncio.get_running_loop()
+        announced = loop.time()
         while True:
-            await asyncio.sleep(self._heartbeat_interval)
-            heartbeat = Heartbeat(tuple(self._databases()))
-            await write_message(writer, heartbeat, self._heartbeat_timeout)
+            await asyncio.sleep(self._keepalive_interval)
+            databases = None
+            if loop.time() - announced >= self._heartbeat_interval - 1e-3:
+                databases = tuple(self._databases())
+                announced = loop.time()
+            await write_message(writer, Heartbeat(databases), self._heartbeat_timeout)
 
     async def _control_messages(self, reader: asyncio.StreamReader) -> None:
+        """The proxy's messages; it acks every keep-alive, so silence means it is gone
+        (frozen, or its host vanished without closing the connection): reconnect."""
         while True:
-            message = await read_message(reader, self._heartbeat_interval + self._heartbeat_timeout)
+            try:
+                message = await read_message(reader, self._proxy_silence)
+            except Timeout:
+                raise Timeout(
+                    f"the proxy acknowledged no keep-alive for {self._proxy_silence:g} s"
+                ) from None
             if isinstance(message, NeedConnections):
                 self._burst = message.count
                 self._pool_changed.set()
@@ -328,6 +364,63 @@ class TunnelClient:
             self._log.exception("session %s failed", header.session_id)
         finally:
             await close_writer(writer)
+
+
+class FailureLog:
+    """What the agent says about its tunnel: a lost tunnel and the first failure to get it
+    back are warnings; the same failure again only once a minute (and at debug level in
+    between), with how long it has lasted; being connected again is said with how long
+    it took."""
+
+    def __init__(
+        self, logger: logging.Logger, address: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._log = logger
+        self._address = address
+        self._clock = clock
+        self._since: float | None = None  # when the current outage began
+        self._last: str | None = None
+        self._logged_at = 0.0
+        self._attempts = 0
+
+    def failed(self, error: str, *, lost: bool) -> None:
+        """One failed attempt (`lost`: a working tunnel ended) with its description."""
+        now = self._clock()
+        self._attempts += 1
+        if lost or self._since is None:
+            self._since = now
+            self._attempts = 1
+        if lost:
+            self._log.warning("tunnel to %s lost (%s); reconnecting", self._address, error)
+        elif error != self._last or now - self._logged_at >= REPEAT_LOG_INTERVAL:
+            self._log.warning(
+                "cannot reach the proxy at %s: %s (retrying every %g s at most; "
+                "%d attempts in %.0f s)",
+                self._address,
+                error,
+                BACKOFF_MAXIMUM,
+                self._attempts,
+                now - self._since,
+            )
+        else:
+            self._log.debug("tunnel to %s: %s (attempt %d)", self._address, error, self._attempts)
+            return
+        self._last = error
+        self._logged_at = now
+
+    def connected(self) -> None:
+        """The control connection is up (again)."""
+        if self._since is None:
+            self._log.info("tunnel to %s connected", self._address)
+        else:
+            self._log.info(
+                "tunnel to %s connected (again, after %.1f s)",
+                self._address,
+                self._clock() - self._since,
+            )
+        self._since = None
+        self._last = None
+        self._attempts = 0
 
 
 def _describe(error: BaseException) -> str:

@@ -10,6 +10,14 @@ connection. Dead idle connections (closed by the agent, or found closed when tak
 discarded. When no connection arrives in time and the proxy has just failed to accept
 connections for lack of file descriptors (its `DescriptorAlarm`), the session is told that,
 not that the agent is missing.
+
+An agent that stops sending keep-alives stops getting sessions within seconds: the
+control connection's read deadline follows the agent's own pace (`MISSED_KEEPALIVES`
+times the longest of its recent gaps, at least `MIN_KEEPALIVE_TIMEOUT`, at most
+`heartbeat_timeout`), so an agent sending one a second (ours do) is dropped after 4 s
+of silence (frozen, or its host gone), and one that heartbeats every 15 s is still
+given `heartbeat_timeout`. Dropping the control connection drops its idle pool, so no
+session is handed to it; the agent redials when it wakes up.
 """
 
 from __future__ import annotations
@@ -52,6 +60,17 @@ AuthorizeAgent = Callable[[ssl.SSLObject], Awaitable[str]]
 LOW_WATER = 2  # ask for more when a take leaves fewer idle connections than this
 MAX_IDLE_PER_AGENT = MAX_NEED_CONNECTIONS
 MAX_CONTROL_BUFFER = 64 * 1024  # unsent control bytes beyond which requests are dropped
+MISSED_KEEPALIVES = 4  # this many of the agent's usual gaps without a message: it is gone
+MIN_KEEPALIVE_TIMEOUT = 3.0
+KEEPALIVE_GAPS = 8  # recent gaps between an agent's messages the deadline follows
+
+
+def keepalive_timeout(gaps: deque[float], ceiling: float) -> float:
+    """How long to wait for an agent's next control message, given its recent gaps."""
+    if len(gaps) < 2:  # its pace is not known yet
+        return ceiling
+    return min(ceiling, max(MIN_KEEPALIVE_TIMEOUT, MISSED_KEEPALIVES * max(gaps)))
+
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +229,24 @@ class TunnelServer:
             await write_message(writer, Ack(), self._write_timeout)
             if pool.waiters:
                 self._request_more(pool)
+            loop = asyncio.get_running_loop()
+            gaps: deque[float] = deque(maxlen=KEEPALIVE_GAPS)
+            last = loop.time()
             while True:
-                message = await read_message(reader, self._heartbeat_timeout)
+                timeout = keepalive_timeout(gaps, self._heartbeat_timeout)
+                try:
+                    message = await read_message(reader, timeout)
+                except Timeout:
+                    self._log.warning(
+                        "agent %s sent no keep-alive for %.1f s: no longer routed to "
+                        "(it reconnects when it is back)",
+                        agent_id,
+                        timeout,
+                    )
+                    return
+                now = loop.time()
+                gaps.append(now - last)
+                last = now
                 if not isinstance(message, Heartbeat):
                     raise RemoteProtocolError(
                         f"unexpected {type(message).__name__} on the control connection"

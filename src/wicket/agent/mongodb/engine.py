@@ -18,6 +18,11 @@
    an error reply in the client's format and the session goes on. Database → client:
    whole frames as they come (moreToCome and exhaust replies stream on their own),
    except a narrowed listDatabases reply (listing.py).
+4. End at once, whichever side ends or fails: both directions run as tasks and the
+   first to finish ends the session (none may end silently). The database closing or
+   failing gives the request in flight a HostUnreachable error reply saying so, then
+   the client is closed; the client leaving closes the database connection. The
+   reason is the `error` of `db.session.end`.
 """
 
 from __future__ import annotations
@@ -56,7 +61,13 @@ from wicket.audit.events import AuditEvent, SessionAudit, SessionCounters
 from wicket.auth.databases import Database
 from wicket.auth.roles import AccessChecker, Role
 from wicket.auth.store import utc_now
-from wicket.errors import AccessDenied, BadParameter, ProtocolError, WicketError
+from wicket.errors import (
+    AccessDenied,
+    BadParameter,
+    ProtocolError,
+    UpstreamError,
+    WicketError,
+)
 from wicket.identity import Identity, IdentityKind
 from wicket.pki.authority import verify_certificate
 from wicket.pki.pem import load_certificate
@@ -83,6 +94,7 @@ IDLE_TIMEOUT = 24 * 3600.0
 WRITE_TIMEOUT = 60.0
 HANDSHAKE_LIMIT = 1024 * 1024
 END_GRACE = 1.0  # an ended session with no request in flight answers the next one within this
+HOST_UNREACHABLE = 6  # MongoDB's code for "the server behind this one is gone"
 
 RoleLookup = Callable[[str], Awaitable[Role]]
 DatabaseLookup = Callable[[str], Awaitable[Database]]
@@ -145,6 +157,14 @@ class SessionRefused(AccessDenied):
 
 class SessionEnded(AccessDenied):
     """An open session lost its rights; the message says why ("session ended: ...")."""
+
+
+class DatabaseGone(UpstreamError):
+    """The database closed the session's connection, or reading or writing it failed."""
+
+
+class ClientGone(WicketError):
+    """The client's side (the tunnel stream) failed while the session wrote to it."""
 
 
 def message_authorizer(checker: AccessChecker, labels: Mapping[str, str]) -> MessageAuthorizer:
@@ -385,8 +405,23 @@ class MongoSession:
         return int(next(self.context.request_ids))
 
     async def _send_client(self, data: bytes) -> None:
-        self.client_writer.write(data)
-        await asyncio.wait_for(self.client_writer.drain(), WRITE_TIMEOUT)
+        try:
+            self.client_writer.write(data)
+            await asyncio.wait_for(self.client_writer.drain(), WRITE_TIMEOUT)
+        except TimeoutError:
+            raise ClientGone(f"the client did not read for {WRITE_TIMEOUT:g} s") from None
+        except OSError as error:  # ssl.SSLError is an OSError
+            raise ClientGone(f"writing to the client failed: {_describe(error)}") from None
+
+    async def _send_database(self, data: bytes) -> None:
+        assert self.upstream is not None
+        try:
+            self.upstream.writer.write(data)
+            await asyncio.wait_for(self.upstream.writer.drain(), WRITE_TIMEOUT)
+        except TimeoutError:
+            raise DatabaseGone(f"the database did not read for {WRITE_TIMEOUT:g} s") from None
+        except OSError as error:
+            raise DatabaseGone(f"writing to the database failed: {_describe(error)}") from None
 
     def _hello_answer(self, request: Message) -> bytes:
         """Every handshake of the session is answered here (handshake.py says why)."""
@@ -395,7 +430,14 @@ class MongoSession:
             request, self.upstream.hello, request_id=self._next_id(), now=datetime.now(UTC)
         )
 
-    async def _refuse(self, request: Message | None, message: str) -> None:
+    async def _refuse(
+        self,
+        request: Message | None,
+        message: str,
+        *,
+        code: int = UNAUTHORIZED,
+        code_name: str = "Unauthorized",
+    ) -> None:
         if request is not None and expects_reply(request):
             with contextlib.suppress(WicketError, OSError, TimeoutError):
                 await self._send_client(
@@ -403,8 +445,8 @@ class MongoSession:
                         request,
                         request_id=self._next_id(),
                         errmsg=message,
-                        code=UNAUTHORIZED,
-                        code_name="Unauthorized",
+                        code=code,
+                        code_name=code_name,
                     )
                 )
 
@@ -417,6 +459,12 @@ class MongoSession:
             await self._run()
         except WicketError as failure:
             error = str(failure)
+        except asyncio.CancelledError:
+            error = "the agent stopped the session"
+            raise
+        except Exception as failure:  # a bug: still audited, then logged by the caller
+            error = f"internal error: {_describe(failure)}"
+            raise
         finally:
             if self.upstream is not None:
                 await self.upstream.close()
@@ -488,8 +536,7 @@ class MongoSession:
         await self._send_client(answer)
         framer.max_message_size = self.upstream.max_message_size
         self._authorizer = authorizer
-        downstream = asyncio.create_task(self._database_to_client())
-        self._relay = asyncio.create_task(self._client_to_database(framer, authorizer))
+        self._relay = asyncio.create_task(self._relay_both(framer, authorizer))
         registry = self.context.sessions
         try:
             if registry is not None:
@@ -499,19 +546,42 @@ class MongoSession:
             current = asyncio.current_task()
             if self._end_reason is None or (current is not None and current.cancelling()):
                 raise
+        except DatabaseGone as gone:
+            log.info("session %s: %s", self.header.session_id, gone)
+            await self._refuse(
+                self._in_flight, str(gone), code=HOST_UNREACHABLE, code_name="HostUnreachable"
+            )
+            raise
         finally:
             if registry is not None:
                 registry.remove(self)
             self._relay.cancel()
-            downstream.cancel()
-            for task in (self._relay, downstream):
-                with contextlib.suppress(asyncio.CancelledError, WicketError, OSError):
-                    await task
+            with contextlib.suppress(asyncio.CancelledError, WicketError, OSError):
+                await self._relay
         if self._end_reason is not None:
             log.info("session %s: %s", self.header.session_id, self._end_reason)
             request = self._in_flight or await self._next_request(framer)
             await self._refuse(request, self._end_reason)
             raise SessionEnded(self._end_reason)
+
+    async def _relay_both(self, framer: MessageFramer, authorizer: LiveAuthorizer) -> None:
+        """Both directions until the first one ends: its end or failure ends the session.
+
+        Returns when the client ended the session; raises what ended it otherwise
+        (DatabaseGone, ClientGone, ProtocolError, ...). The other direction is cancelled.
+        """
+        to_database = asyncio.create_task(self._client_to_database(framer, authorizer))
+        to_client = asyncio.create_task(self._database_to_client())
+        tasks = (to_database, to_client)
+        try:
+            done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await _stop(tasks)
+        for task in (to_client, to_database):  # the database's end explains the client's
+            if task in done:
+                task.result()  # raises what ended it
+        if to_client in done:
+            raise DatabaseGone("the database closed the connection")
 
     async def _next_request(self, framer: MessageFramer) -> Message | None:
         """The client's next message, if it sends one soon (so it learns why, not just EOF)."""
@@ -526,11 +596,15 @@ class MongoSession:
             return None
 
     async def _client_to_database(self, framer: MessageFramer, authorizer: LiveAuthorizer) -> None:
-        assert self.upstream is not None and self.audit is not None
-        upstream = self.upstream
+        assert self.audit is not None
         audit = self.audit
         while True:
-            data = await _read_frame(self.client_reader, framer, IDLE_TIMEOUT)
+            try:
+                data = await _read_frame(self.client_reader, framer, IDLE_TIMEOUT)
+            except TimeoutError:
+                raise ClientGone(f"the client was idle for {IDLE_TIMEOUT:g} s") from None
+            except OSError as error:
+                raise ClientGone(f"reading from the client failed: {_describe(error)}") from None
             if data is None:
                 return
             self.counters.messages_from_client += 1
@@ -583,18 +657,45 @@ class MongoSession:
                 await self._refuse(message, "too many listDatabases requests await their reply")
                 continue
             self._note_request(message)
-            upstream.writer.write(data)  # the original bytes, compressed or not
-            await asyncio.wait_for(upstream.writer.drain(), WRITE_TIMEOUT)
+            await self._send_database(data)  # the original bytes, compressed or not
 
     async def _database_to_client(self) -> None:
+        """Replies to the client until the database ends (returns) or fails (raises)."""
         assert self.upstream is not None
         framer = MessageFramer(self.upstream.max_message_size)
         while True:
-            data = await _read_frame(self.upstream.reader, framer, IDLE_TIMEOUT)
+            try:
+                data = await _read_frame(self.upstream.reader, framer, IDLE_TIMEOUT)
+            except TimeoutError:
+                raise DatabaseGone(f"the database was silent for {IDLE_TIMEOUT:g} s") from None
+            except OSError as error:
+                raise DatabaseGone(
+                    f"the connection to the database failed: {_describe(error)}"
+                ) from None
+            except ProtocolError as error:
+                raise DatabaseGone(f"the database sent a bad message: {error}") from None
             if data is None:
-                self.client_writer.close()
                 return
             self.counters.messages_from_server += 1
             self.counters.bytes_from_server += len(data)
             self._note_reply(data)
             await self._send_client(self.listings.relay(data))
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+async def _stop(tasks: tuple[asyncio.Task[None], ...]) -> None:
+    """Cancel `tasks` and wait (bounded) for them; cancel again if one swallowed it (3.11's
+    `wait_for` can lose a cancellation that races with its read completing)."""
+    for _ in range(5):
+        pending = [task for task in tasks if not task.done()]
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.5)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: the caller re-raises what it needs
